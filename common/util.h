@@ -1,0 +1,18 @@
+/* Small helpers every module uses: cleanup attributes, TAKE_PTR, array size. */
+#pragma once
+#include <stdlib.h>
+#include <stdint.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Hand ownership out of a _cleanup_ variable. */
+#define TAKE_PTR(p) ({ __typeof__(p) _p_ = (p); (p) = NULL; _p_; })
+
+static inline void lsc_freep(void *p) { free(*(void **)p); }
+#define _cleanup_free_ _cleanup_(lsc_freep)
+
+/* Monotonic time in microseconds (CLOCK_MONOTONIC); never compare across hosts. */
+int64_t lsc_now_us(void);
+/* Wall clock in microseconds, for timestamps shown to people only. */
+int64_t lsc_wall_us(void);
