@@ -8,7 +8,6 @@
 
 #define LSC_WIRE_VERSION 1u
 #define LSC_WIRE_MAX_FRAME (1u << 20)     /* an envelope larger than 1 MiB is refused */
-#define LSC_WIRE_MAX_PARTS 8              /* more parts than this is garbage */
 #define LSC_WIRE_ROUTE_MAX 256            /* zmq routing ids are at most 255 bytes */
 
 struct lsc_route {

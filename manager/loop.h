@@ -1,0 +1,28 @@
+/* lscd's event loop: one thread around zmq_poll that owns every socket. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "store.h"
+
+struct loop_config {
+        const char *cli_endpoint;        /* where the CLI connects (ipc:// or tcp://) */
+        struct store_config store;
+        int max_inflight;                /* CLI requests at the store before "busy" */
+};
+
+struct loop {
+        struct loop_config cfg;
+        void *zctx;
+        void *cli;                       /* ROUTER for CLI requests */
+        struct store *store;
+        int sigfd;
+        int inflight;                    /* jobs handed to the store, not yet back */
+        uint64_t incarnation;            /* random per start; agents re-register when it changes */
+        volatile bool stopping;
+};
+
+/* Binds the sockets and starts the store thread. 0 or -errno (detail in lsc_err). */
+int loop_init(struct loop *l, const struct loop_config *cfg);
+/* Runs until SIGINT/SIGTERM (returns 0) or a fatal store error (returns -errno). */
+int loop_run(struct loop *l);
+void loop_fini(struct loop *l);

@@ -1,0 +1,184 @@
+/* lscd: parses the command line and the config file, then runs the loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "err.h"
+#include "log.h"
+#include "loop.h"
+#include "validate.h"
+
+#define DEFAULT_LISTEN "ipc:///run/lsc/lscd.sock"
+#define DEFAULT_MAC_PREFIX "02:4c:53"
+
+struct opts {
+        char *config;
+        char *db;
+        char *listen;
+        char *mac_prefix;
+        char *log_level;
+        uint64_t job_budget_ms;
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+"Usage: lscd [OPTIONS]\n"
+"The lsc manager: keeps server identities in PostgreSQL and answers the lsc CLI.\n"
+"\n"
+"  --db CONNINFO        PostgreSQL connection string (libpq), e.g.\n"
+"                       \"host=127.0.0.1 port=5432 dbname=lsc user=lsc\"\n"
+"  --listen ENDPOINT    where the CLI connects (default " DEFAULT_LISTEN ")\n"
+"  --mac-prefix PREFIX  1-5 octets that allocated MACs start with; the first octet must\n"
+"                       be unicast and locally administered (default " DEFAULT_MAC_PREFIX ")\n"
+"  --db-wait-ms N       how long a request waits for an unreachable database before\n"
+"                       it is refused (default 5000)\n"
+"  --log-level LEVEL    error, warn, info (default) or debug\n"
+"  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
+"                       db_wait_ms, log_level; command-line options win\n"
+"  --help, --version\n"
+"\n"
+"lscd applies pending schema migrations at start and refuses a database whose schema\n"
+"is newer than it knows. It stops on SIGTERM or SIGINT.\n");
+}
+
+static int set_str(char **dst, const char *v)
+{
+        char *s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+/* inih callback: 1 on success, 0 on an unknown key (inih then reports the line). */
+static int config_entry(void *user, const char *section, const char *name, const char *value)
+{
+        struct opts *o = user;
+
+        if (strcmp(section, "manager") != 0) {
+                fprintf(stderr, "lscd: unknown config section [%s]\n", section);
+                return 0;
+        }
+        if (strcmp(name, "db") == 0 && !o->db)
+                return set_str(&o->db, value) == 0;
+        if (strcmp(name, "listen") == 0 && !o->listen)
+                return set_str(&o->listen, value) == 0;
+        if (strcmp(name, "mac_prefix") == 0 && !o->mac_prefix)
+                return set_str(&o->mac_prefix, value) == 0;
+        if (strcmp(name, "log_level") == 0 && !o->log_level)
+                return set_str(&o->log_level, value) == 0;
+        if (strcmp(name, "db_wait_ms") == 0) {
+                if (o->job_budget_ms)
+                        return 1;
+                if (lsc_parse_u64("db_wait_ms", value, &o->job_budget_ms) < 0) {
+                        fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                        return 0;
+                }
+                return 1;
+        }
+        if (strcmp(name, "db") == 0 || strcmp(name, "listen") == 0 || strcmp(name, "mac_prefix") == 0 ||
+            strcmp(name, "log_level") == 0)
+                return 1;       /* given on the command line: that wins */
+        fprintf(stderr, "lscd: unknown config key \"%s\" in [manager]\n", name);
+        return 0;
+}
+
+static void opts_free(struct opts *o)
+{
+        free(o->config);
+        free(o->db);
+        free(o->listen);
+        free(o->mac_prefix);
+        free(o->log_level);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                { "db", required_argument, NULL, 'd' },
+                { "listen", required_argument, NULL, 'l' },
+                { "mac-prefix", required_argument, NULL, 'm' },
+                { "db-wait-ms", required_argument, NULL, 'w' },
+                { "log-level", required_argument, NULL, 'L' },
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        struct opts o = {};
+        struct loop_config cfg = {};
+        enum lsc_log_level level = LSC_LOG_INFO;
+        struct loop l;
+        int c, r, status = 1;
+
+        lsc_log_init("lscd");
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'd': set_str(&o.db, optarg); break;
+                case 'l': set_str(&o.listen, optarg); break;
+                case 'm': set_str(&o.mac_prefix, optarg); break;
+                case 'L': set_str(&o.log_level, optarg); break;
+                case 'c': set_str(&o.config, optarg); break;
+                case 'w':
+                        if (lsc_parse_u64("--db-wait-ms", optarg, &o.job_budget_ms) < 0) {
+                                fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                                goto out_usage;
+                        }
+                        break;
+                case 'h': usage(stdout); opts_free(&o); return 0;
+                case 'V': printf("lscd %s\n", LSC_VERSION); opts_free(&o); return 0;
+                default: goto out_usage;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "lscd: unexpected argument \"%s\"\n", argv[optind]);
+                goto out_usage;
+        }
+        if (o.config) {
+                r = ini_parse(o.config, config_entry, &o);
+                if (r != 0) {
+                        if (r < 0)
+                                fprintf(stderr, "lscd: cannot read config file %s\n", o.config);
+                        else
+                                fprintf(stderr, "lscd: %s: error on line %d\n", o.config, r);
+                        goto out;
+                }
+        }
+        if (o.log_level && lsc_log_level_parse(o.log_level, &level) < 0) {
+                fprintf(stderr, "lscd: unknown log level \"%s\": use error, warn, info or debug\n", o.log_level);
+                goto out_usage;
+        }
+        lsc_log_threshold = level;
+        if (!o.db) {
+                fprintf(stderr, "lscd: no database: give --db CONNINFO or db= in the config file\n");
+                goto out_usage;
+        }
+        if (lsc_mac_prefix_parse(o.mac_prefix ? o.mac_prefix : DEFAULT_MAC_PREFIX, &cfg.store.mac_prefix,
+                                 &cfg.store.mac_prefix_len) < 0) {
+                fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                goto out_usage;
+        }
+        cfg.cli_endpoint = o.listen ? o.listen : DEFAULT_LISTEN;
+        cfg.store.conninfo = o.db;
+        cfg.store.job_budget_us = (int64_t)(o.job_budget_ms ? o.job_budget_ms : 5000) * 1000;
+
+        r = loop_init(&l, &cfg);
+        if (r >= 0)
+                r = loop_run(&l);
+        if (r < 0)
+                log_error("%s", lsc_err_msg(r));
+        loop_fini(&l);
+        status = r < 0 ? 1 : 0;
+        goto out;
+out_usage:
+        fprintf(stderr, "Try 'lscd --help'.\n");
+        status = 2;
+out:
+        opts_free(&o);
+        return status;
+}
