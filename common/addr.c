@@ -16,23 +16,6 @@
 #define MAC_MULTICAST 0x01               /* I/G bit of the first octet */
 #define MAC_LOCAL     0x02               /* U/L bit of the first octet */
 
-#define SHOW_MAX 64
-#define SHOW_BUF (SHOW_MAX + sizeof("..."))
-
-/* A copy of s fit for one message line: at most SHOW_MAX characters, "..." when cut,
- * control and non-ASCII bytes as '?' so that input cannot forge lines or escapes. */
-static const char *show(const char *s, char buf[SHOW_BUF])
-{
-        size_t i;
-
-        for (i = 0; s[i] && i < SHOW_MAX; i++)
-                buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-        if (s[i])
-                memcpy(buf + i, "...", 4);
-        else
-                buf[i] = '\0';
-        return buf;
-}
 
 static int hexval(char c)
 {
@@ -71,19 +54,19 @@ static int parse_octets(const char *s, uint8_t *b, int max)
 
 int lsc_mac_parse(const char *s, struct lsc_mac *ret)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
         struct lsc_mac m;
 
         if (!s)
                 s = "";
         if (parse_octets(s, m.b, 6) != 6)
                 return lsc_err_set(-EINVAL, "invalid MAC address \"%s\": use six hex octets "
-                                   "like 02:4c:53:00:00:01", show(s, shown));
+                                   "like 02:4c:53:00:00:01", lsc_str_show(s, shown));
         if (m.b[0] & MAC_MULTICAST)
                 return lsc_err_set(-EINVAL, "MAC address \"%s\" is multicast: the first octet "
-                                   "must be even", show(s, shown));
+                                   "must be even", lsc_str_show(s, shown));
         if (!memcmp(m.b, (uint8_t[6]){0}, 6))
-                return lsc_err_set(-EINVAL, "MAC address \"%s\" is all zero", show(s, shown));
+                return lsc_err_set(-EINVAL, "MAC address \"%s\" is all zero", lsc_str_show(s, shown));
         *ret = m;
         return 0;
 }
@@ -96,7 +79,7 @@ void lsc_mac_format(const struct lsc_mac *m, char buf[LSC_MAC_STR])
 
 int lsc_mac_prefix_parse(const char *s, struct lsc_mac *ret_prefix, int *ret_len)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
         struct lsc_mac m = {0};
         int n;
 
@@ -106,16 +89,16 @@ int lsc_mac_prefix_parse(const char *s, struct lsc_mac *ret_prefix, int *ret_len
         n = parse_octets(s, m.b, 6);
         if (n < 0)
                 return lsc_err_set(-EINVAL, "invalid MAC prefix \"%s\": use 1-5 hex octets "
-                                   "like 02:4c:53", show(s, shown));
+                                   "like 02:4c:53", lsc_str_show(s, shown));
         if (n == 6)
                 return lsc_err_set(-EINVAL, "MAC prefix \"%s\" has 6 octets: use 1-5, so that "
-                                   "some are left to choose", show(s, shown));
+                                   "some are left to choose", lsc_str_show(s, shown));
         if (m.b[0] & MAC_MULTICAST)
                 return lsc_err_set(-EINVAL, "MAC prefix \"%s\" is multicast: the first octet "
-                                   "must have bit 0x01 clear (e.g. 02)", show(s, shown));
+                                   "must have bit 0x01 clear (e.g. 02)", lsc_str_show(s, shown));
         if (!(m.b[0] & MAC_LOCAL))
                 return lsc_err_set(-EINVAL, "MAC prefix \"%s\" is not locally administered: the "
-                                   "first octet must have bit 0x02 set (e.g. 02)", show(s, shown));
+                                   "first octet must have bit 0x02 set (e.g. 02)", lsc_str_show(s, shown));
         *ret_prefix = m;
         *ret_len = n;
         return 0;
@@ -161,7 +144,7 @@ static size_t ip_len(int family)
 
 int lsc_ip_parse(const char *s, struct lsc_ip *ret)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
         struct lsc_ip ip = {0};
 
         if (!s)
@@ -172,7 +155,7 @@ int lsc_ip_parse(const char *s, struct lsc_ip *ret)
                 ip.family = AF_INET6;
         else
                 return lsc_err_set(-EINVAL, "invalid IP address \"%s\": use IPv4 (10.0.0.5) "
-                                   "or IPv6 (fd00::5)", show(s, shown));
+                                   "or IPv6 (fd00::5)", lsc_str_show(s, shown));
         *ret = ip;
         return 0;
 }
@@ -202,7 +185,7 @@ static uint8_t mask_byte(int prefix, size_t i)
 
 int lsc_cidr_parse(const char *s, struct lsc_cidr *ret)
 {
-        char shown[SHOW_BUF], shown_addr[SHOW_BUF], addr[INET6_ADDRSTRLEN];
+        char shown[LSC_SHOW_BUF], shown_addr[LSC_SHOW_BUF], addr[INET6_ADDRSTRLEN];
         const char *slash, *p;
         struct lsc_cidr c = {0};
         int min, max;
@@ -216,7 +199,7 @@ int lsc_cidr_parse(const char *s, struct lsc_cidr *ret)
         if (!slash || (size_t)(slash - s) >= sizeof(addr) || !*p || strlen(p) > 3 ||
             strspn(p, "0123456789") != strlen(p))
                 return lsc_err_set(-EINVAL, "invalid CIDR \"%s\": use ADDRESS/PREFIX like "
-                                   "10.0.0.0/24 or fd00::/64", show(s, shown));
+                                   "10.0.0.0/24 or fd00::/64", lsc_str_show(s, shown));
         memcpy(addr, s, (size_t)(slash - s));
         addr[slash - s] = '\0';
         c.net.family = AF_INET;
@@ -224,7 +207,7 @@ int lsc_cidr_parse(const char *s, struct lsc_cidr *ret)
                 c.net.family = AF_INET6;
                 if (inet_pton(AF_INET6, addr, c.net.b) != 1)
                         return lsc_err_set(-EINVAL, "invalid CIDR \"%s\": \"%s\" is not an IPv4 "
-                                           "or IPv6 address", show(s, shown), show(addr, shown_addr));
+                                           "or IPv6 address", lsc_str_show(s, shown), lsc_str_show(addr, shown_addr));
         }
         c.prefix = atoi(p);              /* digits only and at most three: cannot overflow */
 
@@ -234,7 +217,7 @@ int lsc_cidr_parse(const char *s, struct lsc_cidr *ret)
                 min = 64, max = 126;
         if (c.prefix < min || c.prefix > max)
                 return lsc_err_set(-EINVAL, "CIDR \"%s\": prefix /%d out of range: IPv%d pools "
-                                   "need /%d to /%d", show(s, shown), c.prefix,
+                                   "need /%d to /%d", lsc_str_show(s, shown), c.prefix,
                                    c.net.family == AF_INET ? 4 : 6, min, max);
 
         for (size_t i = 0; i < ip_len(c.net.family); i++) {
@@ -246,7 +229,7 @@ int lsc_cidr_parse(const char *s, struct lsc_cidr *ret)
                 char fixed[LSC_CIDR_STR];
                 lsc_cidr_format(&c, fixed);
                 return lsc_err_set(-EINVAL, "%s has host bits set; did you mean %s?",
-                                   show(s, shown), fixed);
+                                   lsc_str_show(s, shown), fixed);
         }
         *ret = c;
         return 0;

@@ -36,3 +36,16 @@ void lsc_err_clear(void)
         err_msg[0] = '\0';
         err_where[0] = '\0';
 }
+
+const char *lsc_str_show(const char *s, char buf[LSC_SHOW_BUF])
+{
+        size_t i;
+
+        for (i = 0; s[i] && i < LSC_SHOW_MAX; i++)
+                buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+        if (s[i])
+                memcpy(buf + i, "...", 4);
+        else
+                buf[i] = '\0';
+        return buf;
+}

@@ -12,3 +12,9 @@ const char *lsc_err_msg(int err);
 /* Where the last detail was recorded ("store.c:120"), for debug logs. */
 const char *lsc_err_where(void);
 void lsc_err_clear(void);
+
+/* A copy of s fit for one message line: at most LSC_SHOW_MAX characters, "..." when
+ * cut, control and non-ASCII bytes as '?' so that input cannot forge lines or escapes. */
+#define LSC_SHOW_MAX 64
+#define LSC_SHOW_BUF (LSC_SHOW_MAX + sizeof("..."))
+const char *lsc_str_show(const char *s, char buf[LSC_SHOW_BUF]);

@@ -24,23 +24,6 @@ const char *const lsc_disk_mode_names[LSC_DISK_MODE_COUNT] = {
         [LSC_DISK_PERSISTENT] = "persistent",
 };
 
-#define SHOW_MAX 64
-#define SHOW_BUF (SHOW_MAX + sizeof("..."))
-
-/* A copy of s fit for one message line: at most SHOW_MAX characters, "..." when cut,
- * control and non-ASCII bytes as '?' so that input cannot forge lines or escapes. */
-static const char *show(const char *s, char buf[SHOW_BUF])
-{
-        size_t i;
-
-        for (i = 0; s[i] && i < SHOW_MAX; i++)
-                buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-        if (s[i])
-                memcpy(buf + i, "...", 4);
-        else
-                buf[i] = '\0';
-        return buf;
-}
 
 static bool is_lower_alnum(char c)
 {
@@ -59,7 +42,7 @@ static bool is_digit(char c)
 
 int lsc_enum_parse(const char *const *names, int n, const char *s)
 {
-        char shown[SHOW_BUF], allowed[256];
+        char shown[LSC_SHOW_BUF], allowed[256];
         size_t off = 0;
 
         if (!s)
@@ -77,7 +60,7 @@ int lsc_enum_parse(const char *const *names, int n, const char *s)
                 off += (size_t)w;
         }
         return lsc_err_set(-EINVAL, "invalid value \"%s\": use one of %s",
-                           show(s, shown), allowed);
+                           lsc_str_show(s, shown), allowed);
 }
 
 /* A DNS label of [a-z0-9-] (or [A-Za-z0-9-] when upper is set) of length len,
@@ -96,7 +79,7 @@ static bool dns_label_ok(const char *s, size_t len, bool upper)
 
 int lsc_validate_name(const char *what, const char *s)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
 
         if (!s || !*s)
                 return lsc_err_set(-EINVAL, "%s is empty: use 1-%d of a-z, 0-9 and '-'",
@@ -104,17 +87,17 @@ int lsc_validate_name(const char *what, const char *s)
         size_t len = strlen(s);
         if (len > LSC_NAME_MAX)
                 return lsc_err_set(-EINVAL, "%s \"%s\" is too long (%zu characters): at most %d",
-                                   what, show(s, shown), len, LSC_NAME_MAX);
+                                   what, lsc_str_show(s, shown), len, LSC_NAME_MAX);
         if (!dns_label_ok(s, len, false))
                 return lsc_err_set(-EINVAL, "invalid %s \"%s\": use 1-%d of a-z, 0-9 and '-', "
                                    "not starting or ending with '-'",
-                                   what, show(s, shown), LSC_NAME_MAX);
+                                   what, lsc_str_show(s, shown), LSC_NAME_MAX);
         return 0;
 }
 
 int lsc_validate_hostname(const char *s)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
 
         if (!s || !*s)
                 return lsc_err_set(-EINVAL, "hostname is empty: use dot-separated labels "
@@ -122,7 +105,7 @@ int lsc_validate_hostname(const char *s)
         size_t len = strlen(s);
         if (len > LSC_HOSTNAME_MAX)
                 return lsc_err_set(-EINVAL, "hostname \"%s\" is too long (%zu characters): at most %d",
-                                   show(s, shown), len, LSC_HOSTNAME_MAX);
+                                   lsc_str_show(s, shown), len, LSC_HOSTNAME_MAX);
         for (const char *p = s;;) {
                 const char *dot = strchr(p, '.');
                 size_t n = dot ? (size_t)(dot - p) : strlen(p);
@@ -130,7 +113,7 @@ int lsc_validate_hostname(const char *s)
                         return lsc_err_set(-EINVAL, "invalid hostname \"%s\": use dot-separated "
                                            "labels of 1-63 of A-Z, a-z, 0-9 and '-', "
                                            "not starting or ending with '-'",
-                                           show(s, shown));
+                                           lsc_str_show(s, shown));
                 if (!dot)
                         break;
                 p = dot + 1;
@@ -140,7 +123,7 @@ int lsc_validate_hostname(const char *s)
 
 int lsc_validate_label_part(const char *what, const char *s)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
 
         if (!s || !*s)
                 return lsc_err_set(-EINVAL, "%s is empty: use 1-%d of A-Z, a-z, 0-9, '.', '_' and '-'",
@@ -148,24 +131,24 @@ int lsc_validate_label_part(const char *what, const char *s)
         size_t len = strlen(s);
         if (len > LSC_LABEL_MAX)
                 return lsc_err_set(-EINVAL, "%s \"%s\" is too long (%zu characters): at most %d",
-                                   what, show(s, shown), len, LSC_LABEL_MAX);
+                                   what, lsc_str_show(s, shown), len, LSC_LABEL_MAX);
         for (size_t i = 0; i < len; i++)
                 if (!is_alnum(s[i]) && !strchr("._-", s[i]))
                         return lsc_err_set(-EINVAL, "invalid %s \"%s\": use 1-%d of A-Z, a-z, 0-9, "
                                            "'.', '_' and '-'",
-                                           what, show(s, shown), LSC_LABEL_MAX);
+                                           what, lsc_str_show(s, shown), LSC_LABEL_MAX);
         return 0;
 }
 
 int lsc_label_parse(char *buf, const char **ret_key, const char **ret_value)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
         char *eq = strchr(buf, '=');
         int r;
 
         if (!eq)
                 return lsc_err_set(-EINVAL, "invalid label \"%s\": use KEY=VALUE",
-                                   show(buf, shown));
+                                   lsc_str_show(buf, shown));
         /* Validate before splitting so that a rejected buf is left as the caller gave it. */
         *eq = '\0';
         r = lsc_validate_label_part("label key", buf);
@@ -207,7 +190,7 @@ int lsc_validate_disk_gib(uint64_t v)
 
 int lsc_validate_image(const char *s)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
 
         if (!s || !*s)
                 return lsc_err_set(-EINVAL, "image is empty: use 1-%d printable ASCII characters "
@@ -215,12 +198,12 @@ int lsc_validate_image(const char *s)
         size_t len = strlen(s);
         if (len > LSC_IMAGE_MAX)
                 return lsc_err_set(-EINVAL, "image \"%s\" is too long (%zu characters): at most %d",
-                                   show(s, shown), len, LSC_IMAGE_MAX);
+                                   lsc_str_show(s, shown), len, LSC_IMAGE_MAX);
         for (size_t i = 0; i < len; i++)
                 if (s[i] <= 0x20 || s[i] >= 0x7f)
                         return lsc_err_set(-EINVAL, "invalid image \"%s\": use 1-%d printable ASCII "
                                            "characters without spaces",
-                                           show(s, shown), LSC_IMAGE_MAX);
+                                           lsc_str_show(s, shown), LSC_IMAGE_MAX);
         return 0;
 }
 
@@ -236,7 +219,7 @@ int lsc_validate_lifetime_s(uint64_t v)
 
 int lsc_parse_u64(const char *what, const char *s, uint64_t *ret)
 {
-        char shown[SHOW_BUF];
+        char shown[LSC_SHOW_BUF];
         char *end;
 
         if (!s || !*s)
@@ -245,12 +228,12 @@ int lsc_parse_u64(const char *what, const char *s, uint64_t *ret)
         for (const char *p = s; *p; p++)
                 if (!is_digit(*p))
                         return lsc_err_set(-EINVAL, "invalid %s \"%s\": use a decimal number",
-                                           what, show(s, shown));
+                                           what, lsc_str_show(s, shown));
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
         if (errno == ERANGE || *end)
                 return lsc_err_set(-EINVAL, "%s \"%s\" is too large: at most %" PRIu64,
-                                   what, show(s, shown), UINT64_MAX);
+                                   what, lsc_str_show(s, shown), UINT64_MAX);
         *ret = v;
         return 0;
 }
@@ -269,7 +252,7 @@ static uint64_t duration_unit(char c)
 
 int lsc_duration_parse(const char *s, uint64_t *ret_seconds)
 {
-        char shown[SHOW_BUF], num[24];
+        char shown[LSC_SHOW_BUF], num[24];
         uint64_t n, unit, secs;
         size_t digits;
 
@@ -280,7 +263,7 @@ int lsc_duration_parse(const char *s, uint64_t *ret_seconds)
         if (!unit || s[digits + 1])
                 return lsc_err_set(-EINVAL, "invalid duration \"%s\": use a positive whole number "
                                    "and one unit s, m, h or d (\"30s\", \"168h\", \"7d\")",
-                                   show(s, shown));
+                                   lsc_str_show(s, shown));
 
         /* The digits alone, so that strtoull's overflow check covers the number; more
          * digits than UINT64_MAX has (20) overflow whatever they are. */
@@ -293,10 +276,10 @@ int lsc_duration_parse(const char *s, uint64_t *ret_seconds)
         }
         if (digits >= sizeof(num) || errno == ERANGE || __builtin_mul_overflow(n, unit, &secs))
                 return lsc_err_set(-EINVAL, "duration \"%s\" is too large: it overflows "
-                                   "64 bits of seconds", show(s, shown));
+                                   "64 bits of seconds", lsc_str_show(s, shown));
         if (secs == 0)
                 return lsc_err_set(-EINVAL, "duration \"%s\" is zero: use a positive duration",
-                                   show(s, shown));
+                                   lsc_str_show(s, shown));
         *ret_seconds = secs;
         return 0;
 }

@@ -20,6 +20,7 @@ static int check_spec(const Lsc__ServerSpec *s, bool create)
 {
         struct lsc_mac mac;
         struct lsc_ip ip;
+        char shown[LSC_SHOW_BUF];
         int r;
 
         if (create) {
@@ -33,7 +34,8 @@ static int check_spec(const Lsc__ServerSpec *s, bool create)
         if (s->name && (r = lsc_validate_name("server name", s->name)) < 0)
                 return r;
         if (s->kind && lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, s->kind) < 0)
-                return lsc_err_set(-EINVAL, "unknown kind \"%.32s\": use vm, container or metal", s->kind);
+                return lsc_err_set(-EINVAL, "unknown kind \"%s\": use vm, container or metal",
+                                   lsc_str_show(s->kind, shown));
         if (s->has_vcpus && (r = lsc_validate_vcpus(s->vcpus)) < 0)
                 return r;
         if (s->has_memory_mib && (r = lsc_validate_memory_mib(s->memory_mib)) < 0)
@@ -41,8 +43,8 @@ static int check_spec(const Lsc__ServerSpec *s, bool create)
         if (s->has_disk_gib && (r = lsc_validate_disk_gib(s->disk_gib)) < 0)
                 return r;
         if (s->disk_mode && lsc_enum_parse(lsc_disk_mode_names, LSC_DISK_MODE_COUNT, s->disk_mode) < 0)
-                return lsc_err_set(-EINVAL, "unknown disk mode \"%.32s\": use ephemeral or persistent",
-                                   s->disk_mode);
+                return lsc_err_set(-EINVAL, "unknown disk mode \"%s\": use ephemeral or persistent",
+                                   lsc_str_show(s->disk_mode, shown));
         if (s->image && (r = lsc_validate_image(s->image)) < 0)
                 return r;
         if (s->hostname && (r = lsc_validate_hostname(s->hostname)) < 0)
@@ -105,6 +107,7 @@ int api_validate(const Lsc__Request *req)
                 const Lsc__PoolCreate *p = req->pool_create;
                 struct lsc_cidr cidr;
                 struct lsc_ip gw;
+                char shown_gw[LSC_SHOW_BUF];
                 if (!p->name)
                         return lsc_err_set(-EINVAL, "a pool needs a name");
                 if ((r = lsc_validate_name("pool name", p->name)) < 0)
@@ -117,8 +120,8 @@ int api_validate(const Lsc__Request *req)
                         if ((r = lsc_ip_parse(p->gateway, &gw)) < 0)
                                 return r;
                         if (!lsc_cidr_contains(&cidr, &gw) || lsc_cidr_is_reserved(&cidr, &gw))
-                                return lsc_err_set(-EINVAL, "gateway %.64s is not a host address of %.64s",
-                                                   p->gateway, p->cidr);
+                                return lsc_err_set(-EINVAL, "gateway %s is not a host address of %s",
+                                                   lsc_str_show(p->gateway, shown_gw), p->cidr);
                 }
                 return 0;
         }
