@@ -1,0 +1,108 @@
+/* lsc, the admin CLI: what the per-noun files share (options, the call to the
+ * manager, output). Verbs return 0 (or CLI_HELP_SHOWN) or -errno with an
+ * lsc_err_set() detail; main.c shows the detail once and maps it to an exit status. */
+#pragma once
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "lsc.pb-c.h"
+
+#ifndef LSC_DEFAULT_MANAGER
+#define LSC_DEFAULT_MANAGER "ipc:///run/lsc/lscd.sock"
+#endif
+
+#define CLI_TIMEOUT_DEFAULT_S 10.0
+#define CLI_TIMEOUT_MAX_S 3600.0
+#define CLI_EVENTS_LIMIT_DEFAULT 100u
+#define CLI_EVENTS_LIMIT_MAX 10000u
+#define CLI_MAX_ADDRS 16                 /* --mac / --ip per server (lscd's limit too) */
+#define CLI_MAX_LABELS 64                /* --label / --unlabel per command */
+
+enum cli_exit {
+        CLI_EXIT_OK = 0,
+        CLI_EXIT_REFUSED = 1,            /* the manager refused, or failed */
+        CLI_EXIT_USAGE = 2,              /* bad input: nothing was sent */
+        CLI_EXIT_NO_ANSWER = 3,          /* no answer within the timeout */
+};
+
+/* A verb's positive return: --help was printed, nothing else to do. */
+#define CLI_HELP_SHOWN 1
+
+struct cli_opts {
+        const char *manager;             /* endpoint: --manager, LSC_MANAGER or the default */
+        double timeout_s;
+        bool json;
+};
+
+/* Option values shared by every getopt_long loop; verbs number theirs from CLI_OPT_VERB. */
+enum {
+        CLI_OPT_MANAGER = 0x100,
+        CLI_OPT_TIMEOUT,
+        CLI_OPT_JSON,
+        CLI_OPT_VERB = 0x200,
+};
+
+/* Leading ':' so that a missing value is reported as ':' (we print our own errors). */
+#define CLI_OPTSTRING ":h"
+#define CLI_OPTIONS_GLOBAL                                               \
+        { "manager", required_argument, NULL, CLI_OPT_MANAGER },         \
+        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },         \
+        { "json",    no_argument,       NULL, CLI_OPT_JSON },            \
+        { "help",    no_argument,       NULL, 'h' }
+
+/* main.c */
+/* Handles what a verb's getopt loop does not: global options, --help (prints the
+ * topic's help, returns CLI_HELP_SHOWN), unknown options and missing values
+ * (-EINVAL). Returns 0 when the option was a global one. */
+int cli_opt_common(struct cli_opts *o, const char *topic, int c, char *const argv[],
+                   const struct option *options);
+/* Records a usage error: the detail, and that "Try 'lsc TOPIC --help'." follows. */
+int cli_usage(const char *topic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks that exactly `want` arguments remain after the options; names them in errors. */
+int cli_args(const char *topic, const char *verb, int argc, char *const argv[],
+             int want, const char *what);
+/* Prefixes the current error detail with "what: " (for messages that do not name it). */
+int cli_err_prefix(int r, const char *what);
+/* Dispatches argv[0] among verbs (argv[0] is the noun). */
+struct cli_verb {
+        const char *name;
+        int (*run)(struct cli_opts *o, int argc, char **argv);
+};
+int cli_dispatch(struct cli_opts *o, const char *topic, const struct cli_verb *verbs,
+                 size_t n, int argc, char **argv);
+
+/* request.c */
+/* Sends req to the manager and waits at most o->timeout_s for its reply. 0 with
+ * *ret_reply (free with lsc__reply__free_unpacked(r, NULL)) when the status is OK;
+ * else -ETIMEDOUT (no answer), -EINVAL (ERR_INVALID), another -errno for a refusal
+ * or a broken reply, with the manager's text as the detail. */
+int cli_call(const struct cli_opts *o, Lsc__Request *req, Lsc__Reply **ret_reply);
+static inline void cli_reply_freep(Lsc__Reply **r)
+{
+        if (*r)
+                lsc__reply__free_unpacked(*r, NULL);
+}
+#define _cleanup_reply_ __attribute__((cleanup(cli_reply_freep)))
+
+/* output.c */
+int cli_print_server(const struct cli_opts *o, const Lsc__Server *s);
+int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n);
+int cli_print_pool(const struct cli_opts *o, const Lsc__Pool *p);
+int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n);
+int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n);
+/* "2024-05-01T12:00:00.123456Z"; buf >= 32 bytes. */
+void cli_format_time_us(int64_t us, char *buf, size_t len);
+
+/* server.c, pool.c, events.c: one per noun. argv[0] is the noun. */
+int cli_server(struct cli_opts *o, int argc, char **argv);
+int cli_pool(struct cli_opts *o, int argc, char **argv);
+int cli_events(struct cli_opts *o, int argc, char **argv);
+void cli_server_help(FILE *f);
+void cli_pool_help(FILE *f);
+void cli_events_help(FILE *f);
+/* A server reference: its name (a DNS label) or its UUID. 0 or -EINVAL. */
+int cli_server_ref_check(const char *s);
+/* The help paragraph on global options, environment and exit statuses. */
+void cli_help_common(FILE *f);

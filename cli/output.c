@@ -1,0 +1,561 @@
+/* What lsc prints: aligned tables and key: value lines for people, JSON (jansson,
+ * indent 2) for programs. Everything here comes from the manager, so text shown on a
+ * terminal has its control characters masked. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+#include "cli.h"
+#include "err.h"
+#include "util.h"
+#include "validate.h"
+
+static const Lsc__ServerSpec empty_spec = LSC__SERVER_SPEC__INIT;
+
+static const char *or_dash(const char *s)
+{
+        return s && *s ? s : "-";
+}
+
+static int oom(void)
+{
+        return lsc_err_set(-ENOMEM, "out of memory");
+}
+
+/* ---- time and sizes ---------------------------------------------------- */
+
+void cli_format_time_us(int64_t us, char *buf, size_t len)
+{
+        int64_t secs = us / 1000000, frac = us % 1000000;
+        struct tm tm;
+        time_t t;
+        char base[32];
+
+        if (frac < 0) {                 /* floor, for instants before 1970 */
+                frac += 1000000;
+                secs--;
+        }
+        t = (time_t)secs;
+        if (!gmtime_r(&t, &tm) || !strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm)) {
+                snprintf(buf, len, "@%" PRId64 "us", us);
+                return;
+        }
+        snprintf(buf, len, "%s.%06" PRId64 "Z", base, frac);
+}
+
+static void format_time_s(int64_t s, char *buf, size_t len)
+{
+        struct tm tm;
+        time_t t = (time_t)s;
+
+        if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+                snprintf(buf, len, "@%" PRId64, s);
+}
+
+/* Exact larger units where they fit: "2GiB", "1536MiB" (sep between number and unit). */
+static void format_mib(uint64_t mib, const char *sep, char *buf, size_t len)
+{
+        if (mib && mib % (1024 * 1024) == 0)
+                snprintf(buf, len, "%" PRIu64 "%sTiB", mib / (1024 * 1024), sep);
+        else if (mib && mib % 1024 == 0)
+                snprintf(buf, len, "%" PRIu64 "%sGiB", mib / 1024, sep);
+        else
+                snprintf(buf, len, "%" PRIu64 "%sMiB", mib, sep);
+}
+
+static void format_gib(uint64_t gib, const char *sep, char *buf, size_t len)
+{
+        if (gib && gib % (1024 * 1024) == 0)
+                snprintf(buf, len, "%" PRIu64 "%sPiB", gib / (1024 * 1024), sep);
+        else if (gib && gib % 1024 == 0)
+                snprintf(buf, len, "%" PRIu64 "%sTiB", gib / 1024, sep);
+        else
+                snprintf(buf, len, "%" PRIu64 "%sGiB", gib, sep);
+}
+
+/* v joined by sep, or NULL when out of memory; "" for none. */
+static char *join(char *const *v, size_t n, const char *sep)
+{
+        size_t len = 1, off = 0;
+        char *s;
+
+        for (size_t i = 0; i < n; i++)
+                len += strlen(v[i] ? v[i] : "") + strlen(sep);
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        s[0] = '\0';
+        for (size_t i = 0; i < n; i++)
+                off += (size_t)snprintf(s + off, len - off, "%s%s", i ? sep : "", v[i] ? v[i] : "");
+        return s;
+}
+
+static char *join_labels(const Lsc__ServerSpec *sp, const char *sep)
+{
+        size_t len = 1, off = 0;
+        char *s;
+
+        for (size_t i = 0; i < sp->n_labels; i++)
+                len += strlen(or_dash(sp->labels[i]->key)) + strlen(or_dash(sp->labels[i]->value)) +
+                       1 + strlen(sep);
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        s[0] = '\0';
+        for (size_t i = 0; i < sp->n_labels; i++)
+                off += (size_t)snprintf(s + off, len - off, "%s%s=%s", i ? sep : "",
+                                        or_dash(sp->labels[i]->key),
+                                        or_dash(sp->labels[i]->value));
+        return s;
+}
+
+/* ---- text: tables and key: value lines ------------------------------- */
+
+struct table {
+        size_t ncols;
+        char **cells;                    /* row-major, the header first */
+        size_t n, cap;
+};
+
+static void table_done(struct table *t)
+{
+        for (size_t i = 0; i < t->n; i++)
+                free(t->cells[i]);
+        free(t->cells);
+}
+
+/* Adds one cell (a copy, control characters masked as '?'). */
+static int table_add(struct table *t, const char *cell)
+{
+        char *c;
+
+        if (t->n == t->cap) {
+                size_t cap = t->cap ? 2 * t->cap : 64;
+                char **v = realloc(t->cells, cap * sizeof(*v));
+                if (!v)
+                        return oom();
+                t->cells = v;
+                t->cap = cap;
+        }
+        c = strdup(cell && *cell ? cell : "-");
+        if (!c)
+                return oom();
+        for (char *p = c; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        t->cells[t->n++] = c;
+        return 0;
+}
+
+static int table_addf(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int table_addf(struct table *t, const char *fmt, ...)
+{
+        char buf[128];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        return table_add(t, buf);
+}
+
+static void table_print(const struct table *t)
+{
+        size_t w[16] = { 0 };
+
+        for (size_t i = 0; i < t->n; i++) {
+                size_t l = strlen(t->cells[i]);
+                if (l > w[i % t->ncols])
+                        w[i % t->ncols] = l;
+        }
+        for (size_t i = 0; i < t->n; i++) {
+                size_t col = i % t->ncols;
+                if (col + 1 == t->ncols)
+                        printf("%s\n", t->cells[i]);
+                else
+                        printf("%-*s   ", (int)w[col], t->cells[i]);
+        }
+}
+
+/* One "key:   value" line, value masked like table cells. */
+static void kv(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kv(const char *key, const char *fmt, ...)
+{
+        char val[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(val, sizeof(val), fmt, ap);
+        va_end(ap);
+        for (char *p = val; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        printf("%-12s %s\n", key, val[0] ? val : "-");
+}
+
+static int server_text(const Lsc__Server *s)
+{
+        const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
+        _cleanup_free_ char *macs = join(sp->macs, sp->n_macs, ", ");
+        _cleanup_free_ char *ips = join(sp->ips, sp->n_ips, ", ");
+        _cleanup_free_ char *labels = join_labels(sp, ", ");
+        char mem[32], disk[32], life[32], t[40];
+
+        if (!macs || !ips || !labels)
+                return oom();
+        format_mib(sp->memory_mib, " ", mem, sizeof(mem));
+        format_gib(sp->disk_gib, " ", disk, sizeof(disk));
+
+        kv("name:", "%s", or_dash(sp->name));
+        kv("uuid:", "%s", or_dash(s->uuid));
+        kv("kind:", "%s", or_dash(sp->kind));
+        kv("vcpus:", "%u", sp->vcpus);
+        if (sp->memory_mib % 1024 == 0 && sp->memory_mib)
+                kv("memory:", "%" PRIu64 " MiB (%s)", sp->memory_mib, mem);
+        else
+                kv("memory:", "%s", mem);
+        kv("disk:", "%s", sp->disk_gib ? disk : "none");
+        kv("disk mode:", "%s", or_dash(sp->disk_mode));
+        kv("image:", "%s", or_dash(sp->image));
+        kv("macs:", "%s", or_dash(macs));
+        kv("ips:", "%s", or_dash(ips));
+        kv("hostname:", "%s", or_dash(sp->hostname));
+        kv("labels:", "%s", or_dash(labels));
+        kv("pool:", "%s", or_dash(sp->pool));
+        kv("group:", "%s", or_dash(s->group));
+        if (sp->lifetime_s) {
+                lsc_duration_format(sp->lifetime_s, life, sizeof(life));
+                kv("lifetime:", "%s (a mayfly)", life);
+        } else {
+                kv("lifetime:", "none");
+        }
+        if (s->expires_at) {
+                format_time_s(s->expires_at, t, sizeof(t));
+                kv("expires:", "%s", t);
+        } else {
+                kv("expires:", "never");
+        }
+        kv("desired:", "%s", or_dash(s->desired));
+        kv("state:", "%s", or_dash(s->state));
+        kv("host:", "%s", or_dash(s->host));
+        kv("generation:", "%" PRIu64, s->generation);
+        format_time_s(s->created_at, t, sizeof(t));
+        kv("created:", "%s", s->created_at ? t : "-");
+        format_time_s(s->updated_at, t, sizeof(t));
+        kv("updated:", "%s", s->updated_at ? t : "-");
+        if (sp->kind && strcmp(sp->kind, "metal") == 0)
+                kv("note:", "metal boots over the network with the machine's own MACs; "
+                   "the identity keeps its IPs, hostname and disk");
+        return 0;
+}
+
+static int servers_table(Lsc__Server *const *v, size_t n)
+{
+        static const char *const head[] = {
+                "NAME", "UUID", "KIND", "VCPUS", "MEMORY", "DISK", "STATE", "HOST", "IPS",
+        };
+        _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+        int r = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                r = table_add(&t, head[i]);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const Lsc__Server *s = v[i];
+                const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
+                _cleanup_free_ char *ips = join(sp->ips, sp->n_ips, ",");
+                char mem[32], disk[32];
+
+                if (!ips)
+                        return oom();
+                format_mib(sp->memory_mib, "", mem, sizeof(mem));
+                format_gib(sp->disk_gib, "", disk, sizeof(disk));
+                if ((r = table_add(&t, sp->name)) < 0 ||
+                    (r = table_add(&t, s->uuid)) < 0 ||
+                    (r = table_add(&t, sp->kind)) < 0 ||
+                    (r = table_addf(&t, "%u", sp->vcpus)) < 0 ||
+                    (r = table_add(&t, mem)) < 0 ||
+                    (r = table_add(&t, sp->disk_gib ? disk : "-")) < 0 ||
+                    (r = table_add(&t, s->state)) < 0 ||
+                    (r = table_add(&t, s->host)) < 0)
+                        return r;
+                r = table_add(&t, ips);
+        }
+        if (r < 0)
+                return r;
+        table_print(&t);
+        return 0;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* jansson's own cleanup helper */
+#define _cleanup_json_ _cleanup_(json_decrefp)
+
+/* A JSON string, or null for NULL/empty. jansson wants UTF-8: anything else is
+ * shown with its bad bytes as '?' rather than dropped. */
+static json_t *jstr(const char *s)
+{
+        json_t *j;
+        char *copy;
+
+        if (!s || !*s)
+                return json_null();
+        j = json_string(s);
+        if (j)
+                return j;
+        copy = strdup(s);
+        if (!copy)
+                return NULL;
+        for (char *p = copy; *p; p++)
+                if ((unsigned char)*p >= 0x80)
+                        *p = '?';
+        j = json_string(copy);
+        free(copy);
+        return j;
+}
+
+/* Sets key to v (stolen); counts a NULL v (out of memory) as a failure. */
+static int jset(json_t *o, const char *key, json_t *v)
+{
+        return v && json_object_set_new(o, key, v) == 0 ? 0 : -1;
+}
+
+static json_t *jstrings(char *const *v, size_t n)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++) {
+                json_t *e = jstr(v[i]);
+                if (!e || json_array_append_new(a, e) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
+static json_t *jtime_s(int64_t s)
+{
+        char buf[40];
+
+        if (!s)
+                return json_null();
+        format_time_s(s, buf, sizeof(buf));
+        return json_string(buf);
+}
+
+static json_t *server_json(const Lsc__Server *s)
+{
+        const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
+        json_t *o = json_object(), *labels = json_object();
+        int bad = !o || !labels;
+
+        for (size_t i = 0; !bad && i < sp->n_labels; i++)
+                bad |= jset(labels, sp->labels[i]->key ? sp->labels[i]->key : "",
+                            jstr(sp->labels[i]->value));
+        if (bad) {
+                json_decref(o);
+                json_decref(labels);
+                return NULL;
+        }
+        bad |= jset(o, "uuid", jstr(s->uuid));
+        bad |= jset(o, "name", jstr(sp->name));
+        bad |= jset(o, "kind", jstr(sp->kind));
+        bad |= jset(o, "vcpus", json_integer(sp->vcpus));
+        bad |= jset(o, "memory_mib", json_integer((json_int_t)sp->memory_mib));
+        bad |= jset(o, "disk_gib", json_integer((json_int_t)sp->disk_gib));
+        bad |= jset(o, "disk_mode", jstr(sp->disk_mode));
+        bad |= jset(o, "image", jstr(sp->image));
+        bad |= jset(o, "macs", jstrings(sp->macs, sp->n_macs));
+        bad |= jset(o, "ips", jstrings(sp->ips, sp->n_ips));
+        bad |= jset(o, "hostname", jstr(sp->hostname));
+        bad |= jset(o, "labels", labels);
+        bad |= jset(o, "pool", jstr(sp->pool));
+        bad |= jset(o, "group", jstr(s->group));
+        bad |= jset(o, "lifetime_s", sp->lifetime_s ? json_integer((json_int_t)sp->lifetime_s)
+                                                    : json_null());
+        bad |= jset(o, "expires_at", jtime_s(s->expires_at));
+        bad |= jset(o, "desired", jstr(s->desired));
+        bad |= jset(o, "state", jstr(s->state));
+        bad |= jset(o, "host", jstr(s->host));
+        bad |= jset(o, "generation", json_integer((json_int_t)s->generation));
+        bad |= jset(o, "created_at", jtime_s(s->created_at));
+        bad |= jset(o, "updated_at", jtime_s(s->updated_at));
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *pool_json(const Lsc__Pool *p)
+{
+        json_t *o = json_object();
+        int bad = !o;
+
+        if (bad)
+                return NULL;
+        bad |= jset(o, "name", jstr(p->name));
+        bad |= jset(o, "cidr", jstr(p->cidr));
+        bad |= jset(o, "gateway", jstr(p->gateway));
+        bad |= jset(o, "size", json_integer((json_int_t)p->size));
+        bad |= jset(o, "allocated", json_integer((json_int_t)p->allocated));
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *event_json(const Lsc__Event *e)
+{
+        json_t *o = json_object(), *detail = NULL;
+        char at[40];
+        int bad = !o;
+
+        if (bad)
+                return NULL;
+        if (e->detail && e->detail[0]) {
+                /* detail is JSON text written by lscd; show it as text if it is not */
+                detail = json_loads(e->detail, JSON_DECODE_ANY, NULL);
+                if (!detail)
+                        detail = jstr(e->detail);
+        } else {
+                detail = json_null();
+        }
+        cli_format_time_us(e->at_us, at, sizeof(at));
+        bad |= jset(o, "id", json_integer(e->id));
+        bad |= jset(o, "at", json_string(at));
+        bad |= jset(o, "actor", jstr(e->actor));
+        bad |= jset(o, "kind", jstr(e->kind));
+        bad |= jset(o, "server", jstr(e->server));
+        bad |= jset(o, "uuid", jstr(e->uuid));
+        bad |= jset(o, "detail", detail);
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static int json_print(json_t *j)
+{
+        if (!j)
+                return oom();
+        if (json_dumpf(j, stdout, JSON_INDENT(2)) < 0)
+                return lsc_err_set(-EIO, "cannot write JSON");
+        fputc('\n', stdout);
+        return 0;
+}
+
+/* An array of f(v[i]). */
+static json_t *json_list(void *const *v, size_t n, json_t *(*f)(const void *))
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++) {
+                json_t *e = f(v[i]);
+                if (!e || json_array_append_new(a, e) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
+static json_t *server_json_v(const void *p) { return server_json(p); }
+static json_t *pool_json_v(const void *p) { return pool_json(p); }
+static json_t *event_json_v(const void *p) { return event_json(p); }
+
+/* ---- the entry points ---------------------------------------------------- */
+
+int cli_print_server(const struct cli_opts *o, const Lsc__Server *s)
+{
+        if (o->json) {
+                _cleanup_json_ json_t *j = server_json(s);
+                return json_print(j);
+        }
+        return server_text(s);
+}
+
+int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n)
+{
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_list((void *const *)v, n, server_json_v);
+                return json_print(j);
+        }
+        return servers_table(v, n);
+}
+
+int cli_print_pool(const struct cli_opts *o, const Lsc__Pool *p)
+{
+        if (o->json) {
+                _cleanup_json_ json_t *j = pool_json(p);
+                return json_print(j);
+        }
+        kv("name:", "%s", or_dash(p->name));
+        kv("cidr:", "%s", or_dash(p->cidr));
+        kv("gateway:", "%s", or_dash(p->gateway));
+        kv("size:", "%" PRIu64, p->size);
+        kv("allocated:", "%" PRIu64, p->allocated);
+        return 0;
+}
+
+int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n)
+{
+        static const char *const head[] = { "NAME", "CIDR", "GATEWAY", "SIZE", "ALLOCATED" };
+        _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+        int r = 0;
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_list((void *const *)v, n, pool_json_v);
+                return json_print(j);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                r = table_add(&t, head[i]);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                if ((r = table_add(&t, v[i]->name)) < 0 ||
+                    (r = table_add(&t, v[i]->cidr)) < 0 ||
+                    (r = table_add(&t, v[i]->gateway)) < 0 ||
+                    (r = table_addf(&t, "%" PRIu64, v[i]->size)) < 0)
+                        return r;
+                r = table_addf(&t, "%" PRIu64, v[i]->allocated);
+        }
+        if (r < 0)
+                return r;
+        table_print(&t);
+        return 0;
+}
+
+int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n)
+{
+        static const char *const head[] = { "ID", "AT", "ACTOR", "KIND", "SERVER", "DETAIL" };
+        _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+        int r = 0;
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_list((void *const *)v, n, event_json_v);
+                return json_print(j);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                r = table_add(&t, head[i]);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                char at[40];
+
+                cli_format_time_us(v[i]->at_us, at, sizeof(at));
+                if ((r = table_addf(&t, "%" PRId64, v[i]->id)) < 0 ||
+                    (r = table_add(&t, at)) < 0 ||
+                    (r = table_add(&t, v[i]->actor)) < 0 ||
+                    (r = table_add(&t, v[i]->kind)) < 0 ||
+                    (r = table_add(&t, v[i]->server)) < 0)
+                        return r;
+                r = table_add(&t, v[i]->detail);
+        }
+        if (r < 0)
+                return r;
+        table_print(&t);
+        return 0;
+}
