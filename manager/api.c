@@ -190,9 +190,7 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         job->user = ctx;
         if ((r = store_submit(l->store, job)) < 0) {
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INTERNAL, lsc_err_msg(r));
-                job->user = NULL;
-                free(ctx);
-                store_job_free(job);
+                store_job_free(job);           /* frees ctx too */
                 return;
         }
         l->inflight++;

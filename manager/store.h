@@ -27,7 +27,8 @@ struct store_job {
         /* in */
         Lsc__Request *request;           /* unpacked, owned by the job (freed by store_job_free) */
         char *actor;                     /* who asked: written into the event rows */
-        void *user;                      /* the submitter's context (e.g. the CLI route) */
+        void *user;                      /* the submitter's context (e.g. the CLI route);
+                                          * malloc'd, freed by store_job_free */
         /* out: filled by the store thread */
         Lsc__Reply *reply;               /* always set when the job comes back */
 };
@@ -36,8 +37,8 @@ struct store_job {
  * PostgreSQL is away) and applies pending migrations before the first job.
  * zctx is the loop's zmq context (inproc needs the same one). */
 int store_new(void *zctx, const struct store_config *cfg, struct store **ret);
-/* Stops the thread after the job in progress; jobs still queued come back with
- * ERR_UNAVAILABLE. Accepts NULL, NULLs *s. */
+/* Stops the thread after the job in progress; jobs still queued or not yet
+ * collected are freed unanswered. Accepts NULL, NULLs *s. */
 void store_destroy(struct store **s);
 
 /* The socket to poll for ZMQ_POLLIN: finished jobs and store status. */

@@ -1,0 +1,1568 @@
+/* store: migrations, every request against a real PostgreSQL (tests/lib/with-pg
+ * sets LSC_TEST_DB), address allocation under concurrency, reconnects, COMMIT with
+ * an unknown outcome (through a proxy that cuts the connection at COMMIT), and the
+ * store thread end to end. Each test gets a fresh database. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+#include "err.h"
+#include "log.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+#define BUDGET_US (5 * 1000000LL)
+
+static const char *admin_conninfo;       /* LSC_TEST_DB: the cluster's postgres database */
+static PGconn *admin;
+static int db_serial;
+
+struct fx {
+        char db[64];
+        char conninfo[1024];
+        struct store_config cfg;
+        struct store_conn *c;
+        PGconn *pg;                      /* the test's own look at the database */
+};
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static void sql_ok(PGconn *pg, const char *sql)
+{
+        PGresult *res = PQexec(pg, sql);
+        ExecStatusType st = PQresultStatus(res);
+
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+                fail_msg("%s: %s", sql, PQerrorMessage(pg));
+        PQclear(res);
+}
+
+static long long sql_count(PGconn *pg, const char *sql)
+{
+        PGresult *res = PQexec(pg, sql);
+        long long n;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(pg));
+        n = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return n;
+}
+
+static PGconn *connect_or_fail(const char *conninfo)
+{
+        PGconn *pg = PQconnectdb(conninfo);
+
+        if (PQstatus(pg) != CONNECTION_OK)
+                fail_msg("cannot connect to %s: %s", conninfo, PQerrorMessage(pg));
+        return pg;
+}
+
+static int group_setup(void **state)
+{
+        admin_conninfo = getenv("LSC_TEST_DB");
+        if (!admin_conninfo || !*admin_conninfo) {
+                fprintf(stderr, "LSC_TEST_DB is not set: run this test under tests/lib/with-pg\n");
+                return -1;
+        }
+        admin = PQconnectdb(admin_conninfo);
+        if (PQstatus(admin) != CONNECTION_OK) {
+                fprintf(stderr, "cannot connect to %s: %s", admin_conninfo, PQerrorMessage(admin));
+                return -1;
+        }
+        lsc_log_threshold = getenv("LSC_TEST_DEBUG") ? LSC_LOG_DEBUG : LSC_LOG_ERROR;
+        return 0;
+}
+
+static int group_teardown(void **state)
+{
+        PQfinish(admin);
+        return 0;
+}
+
+/* A fresh database and a store connection to it, not yet migrated. */
+static int setup_empty(void **state)
+{
+        struct fx *f = calloc(1, sizeof(*f));
+        char sql[128];
+
+        snprintf(f->db, sizeof(f->db), "lsc_t_%d_%d", (int)getpid(), ++db_serial);
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+        sql_ok(admin, sql);
+        snprintf(f->conninfo, sizeof(f->conninfo), "%s dbname=%s", admin_conninfo, f->db);
+        f->cfg.conninfo = f->conninfo;
+        f->cfg.job_budget_us = BUDGET_US;
+        f->pg = connect_or_fail(f->conninfo);
+        assert_int_equal(store_conn_open(&f->cfg, &f->c), 0);
+        *state = f;
+        return 0;
+}
+
+static int setup(void **state)
+{
+        struct fx *f;
+
+        setup_empty(state);
+        f = *state;
+        if (store_migrate(f->c) < 0) {
+                fprintf(stderr, "migrate: %s\n", lsc_err_msg(-1));
+                return -1;
+        }
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fx *f = *state;
+        char sql[128];
+
+        store_conn_close(&f->c);
+        PQfinish(f->pg);
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->db);
+        sql_ok(admin, sql);
+        free(f);
+        return 0;
+}
+
+/* Jobs own an unpacked request, as lscd's would. */
+static Lsc__Request *request_copy(const Lsc__Request *r)
+{
+        size_t len = lsc__request__get_packed_size(r);
+        uint8_t *buf = malloc(len + 1);
+        Lsc__Request *out;
+
+        lsc__request__pack(r, buf);
+        out = lsc__request__unpack(NULL, len, buf);
+        free(buf);
+        assert_non_null(out);
+        return out;
+}
+
+static struct store_job *job_new(const Lsc__Request *r)
+{
+        struct store_job *job = calloc(1, sizeof(*job));
+
+        job->kind = STORE_JOB_REQUEST;
+        job->request = request_copy(r);
+        job->actor = strdup("test:unit");
+        return job;
+}
+
+static struct store_job *run_on(struct store_conn *c, const Lsc__Request *r)
+{
+        struct store_job *job = job_new(r);
+
+        store_run(c, job, lsc_now_us() + BUDGET_US);
+        assert_non_null(job->reply);
+        return job;
+}
+
+static void expect(const struct store_job *job, Lsc__Status status, const char *needle)
+{
+        const Lsc__Reply *rp = job->reply;
+
+        if (rp->status != status)
+                fail_msg("status %d, expected %d (error: %s)", rp->status, status,
+                         rp->error ? rp->error : "none");
+        if (needle && (!rp->error || !strstr(rp->error, needle)))
+                fail_msg("error \"%s\" does not mention \"%s\"", rp->error ? rp->error : "", needle);
+}
+
+static Lsc__ServerSpec spec_of(const char *name)
+{
+        Lsc__ServerSpec s = LSC__SERVER_SPEC__INIT;
+
+        s.name = (char *)name;
+        s.has_vcpus = 1;
+        s.vcpus = 2;
+        s.has_memory_mib = 1;
+        s.memory_mib = 1024;
+        return s;
+}
+
+static struct store_job *create_spec_on(struct store_conn *c, Lsc__ServerSpec *s)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerCreate cr = LSC__SERVER_CREATE__INIT;
+
+        cr.spec = s;
+        r.op_case = LSC__REQUEST__OP_SERVER_CREATE;
+        r.server_create = &cr;
+        return run_on(c, &r);
+}
+
+static struct store_job *create_spec(struct fx *f, Lsc__ServerSpec *s)
+{
+        return create_spec_on(f->c, s);
+}
+
+/* name, then optional MAC, IP, pool (NULL for none) */
+static struct store_job *create(struct fx *f, const char *name, const char *mac, const char *ip,
+                                const char *pool)
+{
+        Lsc__ServerSpec s = spec_of(name);
+        char *macs[1] = { (char *)mac }, *ips[1] = { (char *)ip };
+
+        if (mac) {
+                s.n_macs = 1;
+                s.macs = macs;
+        }
+        if (ip) {
+                s.n_ips = 1;
+                s.ips = ips;
+        }
+        s.pool = (char *)pool;
+        return create_spec(f, &s);
+}
+
+static void create_ok(struct fx *f, const char *name, const char *mac, const char *ip, const char *pool)
+{
+        struct store_job *job = create(f, name, mac, ip, pool);
+
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+}
+
+static struct store_job *pool_create(struct fx *f, const char *name, const char *cidr, const char *gw)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__PoolCreate p = LSC__POOL_CREATE__INIT;
+
+        p.name = (char *)name;
+        p.cidr = (char *)cidr;
+        p.gateway = (char *)gw;
+        r.op_case = LSC__REQUEST__OP_POOL_CREATE;
+        r.pool_create = &p;
+        return run_on(f->c, &r);
+}
+
+static void pool_ok(struct fx *f, const char *name, const char *cidr, const char *gw)
+{
+        struct store_job *job = pool_create(f, name, cidr, gw);
+
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+}
+
+static struct store_job *ref_op(struct fx *f, Lsc__Request__OpCase op, const char *ref)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Ref rf = LSC__REF__INIT;
+
+        rf.ref = (char *)ref;
+        r.op_case = op;
+        r.server_get = &rf;              /* every Ref member shares the union */
+        return run_on(f->c, &r);
+}
+
+static struct store_job *list_op(struct fx *f, Lsc__Request__OpCase op)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerList sl = LSC__SERVER_LIST__INIT;
+        Lsc__PoolList pl = LSC__POOL_LIST__INIT;
+
+        r.op_case = op;
+        if (op == LSC__REQUEST__OP_SERVER_LIST)
+                r.server_list = &sl;
+        else
+                r.pool_list = &pl;
+        return run_on(f->c, &r);
+}
+
+static struct store_job *events(struct fx *f, const char *server, uint32_t limit)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__EventList e = LSC__EVENT_LIST__INIT;
+
+        e.server = (char *)server;
+        e.has_limit = limit > 0;
+        e.limit = limit;
+        r.op_case = LSC__REQUEST__OP_EVENT_LIST;
+        r.event_list = &e;
+        return run_on(f->c, &r);
+}
+
+static struct store_job *edit(struct fx *f, Lsc__ServerEdit *e)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+
+        r.op_case = LSC__REQUEST__OP_SERVER_EDIT;
+        r.server_edit = e;
+        return run_on(f->c, &r);
+}
+
+struct counts {
+        long long servers, macs, ips, pools, events;
+};
+
+static struct counts counts_of(struct fx *f)
+{
+        struct counts c = {
+                .servers = sql_count(f->pg, "SELECT count(*) FROM servers"),
+                .macs = sql_count(f->pg, "SELECT count(*) FROM macs"),
+                .ips = sql_count(f->pg, "SELECT count(*) FROM ips"),
+                .pools = sql_count(f->pg, "SELECT count(*) FROM pools"),
+                .events = sql_count(f->pg, "SELECT count(*) FROM events"),
+        };
+        return c;
+}
+
+static void same_counts(const struct counts *a, const struct counts *b)
+{
+        assert_int_equal(a->servers, b->servers);
+        assert_int_equal(a->macs, b->macs);
+        assert_int_equal(a->ips, b->ips);
+        assert_int_equal(a->pools, b->pools);
+        assert_int_equal(a->events, b->events);
+}
+
+static const Lsc__Server *only_server(const struct store_job *job)
+{
+        assert_int_equal(job->reply->n_servers, 1);
+        return job->reply->servers[0];
+}
+
+/* ---- migrations ---------------------------------------------------------------- */
+
+static void migrations_apply_and_are_recorded(void **state)
+{
+        struct fx *f = *state;
+        char sql[256];
+        int newest = schema_migrations[schema_migrations_count - 1].version;
+
+        assert_int_equal(store_migrate(f->c), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM schema_version"), schema_migrations_count);
+        assert_int_equal(sql_count(f->pg, "SELECT max(version) FROM schema_version"), newest);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM schema_version WHERE version = 1 "
+                                          "AND name = 'init' AND applied_at <= now()"), 1);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+                 "('servers', 'hosts', 'pools', 'macs', 'ips', 'events')");
+        assert_int_equal(sql_count(f->pg, sql), 6);
+}
+
+static void migrating_twice_is_a_noop(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+
+        assert_int_equal(store_migrate(f->c), 0);
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        assert_int_equal(store_migrate(f->c), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM schema_version"), schema_migrations_count);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM pools"), 1);
+        /* statements were prepared again and still work */
+        job = list_op(f, LSC__REQUEST__OP_POOL_LIST);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_pools, 1);
+        store_job_free(job);
+}
+
+static void newer_database_schema_is_refused(void **state)
+{
+        struct fx *f = *state;
+
+        sql_ok(f->pg, "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL, "
+                      "applied_at timestamptz NOT NULL DEFAULT now())");
+        sql_ok(f->pg, "INSERT INTO schema_version (version, name) VALUES (999, 'future')");
+        lsc_err_clear();
+        assert_int_equal(store_migrate(f->c), -EPROTO);
+        assert_non_null(strstr(lsc_err_msg(-EPROTO), "database schema version 999 is newer than this lscd"));
+        assert_non_null(strstr(lsc_err_msg(-EPROTO), "upgrade lscd"));
+        /* nothing was applied */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM information_schema.tables "
+                                          "WHERE table_name = 'servers'"), 0);
+}
+
+/* ---- servers ------------------------------------------------------------------- */
+
+static void server_create_fills_defaults_and_allocates_addresses(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        const Lsc__Server *s;
+
+        pool_ok(f, "lan", "10.0.0.0/24", "10.0.0.1");
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        s = only_server(job);
+        assert_int_equal(strlen(s->uuid), 36);
+        assert_string_equal(s->spec->name, "web1");
+        assert_string_equal(s->spec->kind, "vm");
+        assert_int_equal(s->spec->vcpus, 2);
+        assert_int_equal(s->spec->memory_mib, 1024);
+        assert_int_equal(s->spec->disk_gib, 10);
+        assert_string_equal(s->spec->disk_mode, "ephemeral");
+        assert_string_equal(s->spec->image, "debian-12");
+        assert_string_equal(s->spec->hostname, "web1");
+        assert_int_equal(s->spec->lifetime_s, 0);
+        assert_int_equal(s->spec->n_labels, 0);
+        assert_int_equal(s->spec->n_macs, 1);
+        assert_int_equal(strncmp(s->spec->macs[0], "02:4c:53:", 9), 0);
+        assert_int_equal(s->spec->n_ips, 1);
+        assert_string_equal(s->spec->ips[0], "10.0.0.2");
+        assert_string_equal(s->spec->pool, "lan");
+        assert_string_equal(s->desired, "stopped");
+        assert_string_equal(s->state, "defined");
+        assert_string_equal(s->host, "");
+        assert_string_equal(s->group, "");
+        assert_int_equal(s->generation, 0);
+        assert_true(s->created_at > 1600000000);
+        assert_int_equal(s->expires_at, 0);
+        store_job_free(job);
+}
+
+static void server_create_takes_every_given_field(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerSpec sp = spec_of("db1");
+        Lsc__Label l1 = LSC__LABEL__INIT, l2 = LSC__LABEL__INIT, *labels[2] = { &l1, &l2 };
+        char *macs[2] = { "02:00:00:00:00:0A", "02:00:00:00:00:0b" }, *ips[2] = { "10.0.0.9", "10.0.0.7" };
+        struct store_job *job;
+        const Lsc__Server *s;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        l1.key = "role";
+        l1.value = "db";
+        l2.key = "env";
+        l2.value = "prod";
+        sp.kind = "container";
+        sp.has_disk_gib = 1;
+        sp.disk_gib = 0;
+        sp.disk_mode = "persistent";
+        sp.image = "alpine-3";
+        sp.hostname = "db1.example.org";
+        sp.has_lifetime_s = 1;
+        sp.lifetime_s = 7 * 86400;
+        sp.n_labels = 2;
+        sp.labels = labels;
+        sp.n_macs = 2;
+        sp.macs = macs;
+        sp.n_ips = 2;
+        sp.ips = ips;
+        job = create_spec(f, &sp);
+        expect(job, LSC__STATUS__OK, NULL);
+        s = only_server(job);
+        assert_string_equal(s->spec->kind, "container");
+        assert_int_equal(s->spec->disk_gib, 0);
+        assert_string_equal(s->spec->disk_mode, "persistent");
+        assert_string_equal(s->spec->image, "alpine-3");
+        assert_string_equal(s->spec->hostname, "db1.example.org");
+        assert_int_equal(s->spec->lifetime_s, 7 * 86400);
+        assert_int_equal(s->spec->n_labels, 2);  /* sorted by key */
+        assert_string_equal(s->spec->labels[0]->key, "env");
+        assert_string_equal(s->spec->labels[0]->value, "prod");
+        assert_string_equal(s->spec->labels[1]->key, "role");
+        assert_int_equal(s->spec->n_macs, 2);     /* in the given order, normalised */
+        assert_string_equal(s->spec->macs[0], "02:00:00:00:00:0a");
+        assert_string_equal(s->spec->macs[1], "02:00:00:00:00:0b");
+        assert_int_equal(s->spec->n_ips, 2);
+        assert_string_equal(s->spec->ips[0], "10.0.0.9");
+        assert_string_equal(s->spec->ips[1], "10.0.0.7");
+        store_job_free(job);
+}
+
+static void server_get_by_name_or_uuid_and_list_by_name(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job, *got;
+        char uuid[40];
+
+        create_ok(f, "web2", NULL, NULL, NULL);   /* no pool: no IP */
+        create_ok(f, "alpha", NULL, NULL, NULL);
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(only_server(job)->spec->n_ips, 0);
+        snprintf(uuid, sizeof(uuid), "%s", only_server(job)->uuid);
+        store_job_free(job);
+
+        got = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "web1");
+        expect(got, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(got)->uuid, uuid);
+        store_job_free(got);
+        got = ref_op(f, LSC__REQUEST__OP_SERVER_GET, uuid);
+        expect(got, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(got)->spec->name, "web1");
+        store_job_free(got);
+        got = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "nope");
+        expect(got, LSC__STATUS__ERR_NOTFOUND, "server nope not found");
+        store_job_free(got);
+        got = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "Bad Name");
+        expect(got, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(got);
+
+        got = list_op(f, LSC__REQUEST__OP_SERVER_LIST);
+        expect(got, LSC__STATUS__OK, NULL);
+        assert_int_equal(got->reply->n_servers, 3);
+        assert_string_equal(got->reply->servers[0]->spec->name, "alpha");
+        assert_string_equal(got->reply->servers[1]->spec->name, "web1");
+        assert_string_equal(got->reply->servers[2]->spec->name, "web2");
+        store_job_free(got);
+}
+
+static void server_edit_changes_only_what_is_given(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerSpec sp = spec_of("web1"), ch = LSC__SERVER_SPEC__INIT;
+        Lsc__Label l1 = LSC__LABEL__INIT, l2 = LSC__LABEL__INIT, *labels[2] = { &l1, &l2 };
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        char *unlabel[1] = { "env" }, *macs[1] = { "02:00:00:00:01:01" }, *ips[1] = { "10.0.0.50" };
+        struct store_job *job;
+        const Lsc__Server *s;
+        char uuid[40];
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        l1.key = "env";
+        l1.value = "prod";
+        sp.n_labels = 1;
+        sp.labels = labels;
+        job = create_spec(f, &sp);
+        expect(job, LSC__STATUS__OK, NULL);
+        snprintf(uuid, sizeof(uuid), "%s", only_server(job)->uuid);
+        store_job_free(job);
+
+        /* vcpus, a new label, one removed, new MAC and IP, a new name, a lifetime */
+        ch.has_vcpus = 1;
+        ch.vcpus = 8;
+        ch.name = "web9";
+        ch.kind = "metal";
+        ch.has_lifetime_s = 1;
+        ch.lifetime_s = 3600;
+        l2.key = "tier";
+        l2.value = "front";
+        labels[0] = &l2;
+        ch.n_labels = 1;
+        ch.labels = labels;
+        ch.n_macs = 1;
+        ch.macs = macs;
+        ch.n_ips = 1;
+        ch.ips = ips;
+        e.ref = "web1";
+        e.spec = &ch;
+        e.has_set_labels = e.set_labels = 1;
+        e.n_unlabel = 1;
+        e.unlabel = unlabel;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__OK, NULL);
+        s = only_server(job);
+        assert_string_equal(s->uuid, uuid);
+        assert_string_equal(s->spec->name, "web9");
+        assert_string_equal(s->spec->kind, "metal");
+        assert_int_equal(s->spec->vcpus, 8);
+        assert_int_equal(s->spec->memory_mib, 1024);     /* untouched */
+        assert_string_equal(s->spec->hostname, "web1");  /* untouched */
+        assert_int_equal(s->spec->lifetime_s, 3600);
+        assert_int_equal(s->spec->n_labels, 1);
+        assert_string_equal(s->spec->labels[0]->key, "tier");
+        assert_int_equal(s->spec->n_macs, 1);
+        assert_string_equal(s->spec->macs[0], "02:00:00:00:01:01");
+        assert_int_equal(s->spec->n_ips, 1);
+        assert_string_equal(s->spec->ips[0], "10.0.0.50");
+        store_job_free(job);
+        /* the old addresses are free again */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM ips"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM macs"), 1);
+
+        /* lifetime 0 removes it; nothing else given changes nothing else */
+        memset(&e, 0, sizeof(e));
+        lsc__server_edit__init(&e);
+        ch = (Lsc__ServerSpec)LSC__SERVER_SPEC__INIT;
+        ch.has_lifetime_s = 1;
+        ch.lifetime_s = 0;
+        e.ref = uuid;
+        e.spec = &ch;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(only_server(job)->spec->lifetime_s, 0);
+        assert_int_equal(only_server(job)->spec->vcpus, 8);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE lifetime_s IS NULL"), 1);
+
+        /* the edit event says what changed */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.edit' AND "
+                                          "detail->'vcpus' = '{\"from\": 2, \"to\": 8}'::jsonb"), 1);
+}
+
+static void server_edit_refusals_change_nothing(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerSpec ch = LSC__SERVER_SPEC__INIT;
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        char *ips[1] = { "10.0.0.1" };
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        create_ok(f, "web2", NULL, NULL, NULL);
+        before = counts_of(f);
+        e.ref = "web2";
+        e.spec = &ch;
+
+        ch.name = "web1";                        /* rename onto another */
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_EXISTS, "server web1 already exists");
+        store_job_free(job);
+
+        ch.name = NULL;                          /* web1's IP */
+        ch.n_ips = 1;
+        ch.ips = ips;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_EXISTS, "IP 10.0.0.1 is already held by server web1");
+        store_job_free(job);
+
+        ch.n_ips = 0;                            /* kind while not defined */
+        ch.kind = "container";
+        sql_ok(f->pg, "UPDATE servers SET state = 'pending' WHERE name = 'web2'");
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_CONFLICT, "kind can change only while it is defined");
+        store_job_free(job);
+
+        ch.kind = NULL;
+        ch.has_vcpus = 1;
+        ch.vcpus = 0;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+
+        e.ref = "nope";
+        ch.vcpus = 3;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "server nope not found");
+        store_job_free(job);
+
+        after = counts_of(f);
+        same_counts(&before, &after);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'web2' AND "
+                                          "kind = 'vm' AND vcpus = 2 AND "
+                                          "(SELECT host(ip) FROM ips i WHERE i.server_uuid = servers.uuid) = '10.0.0.2'"), 1);
+}
+
+static void server_delete_frees_addresses_and_keeps_the_event(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        char uuid[40], sql[256];
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        snprintf(uuid, sizeof(uuid), "%s", only_server(job)->uuid);
+        store_job_free(job);
+
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_DELETE, "web1");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->uuid, uuid);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM macs"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM ips"), 0);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE kind = 'server.delete' AND "
+                 "server_name = 'web1' AND server_uuid = '%s' AND detail->>'name' = 'web1'", uuid);
+        assert_int_equal(sql_count(f->pg, sql), 1);
+
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_DELETE, "web1");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "server web1 not found");
+        store_job_free(job);
+
+        /* the same address goes to the next server */
+        job = create(f, "web2", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->spec->ips[0], "10.0.0.1");
+        store_job_free(job);
+}
+
+static void duplicate_name_is_refused_and_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        before = counts_of(f);
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__ERR_EXISTS, "server web1 already exists");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+}
+
+static void duplicate_mac_is_refused_and_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", "02:00:00:00:00:01", NULL, NULL);
+        before = counts_of(f);
+        job = create(f, "web2", "02:00:00:00:00:01", NULL, NULL);
+        expect(job, LSC__STATUS__ERR_EXISTS, "MAC 02:00:00:00:00:01 is already held by server web1");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+}
+
+static void duplicate_ip_is_refused_and_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", NULL, "10.0.0.20", NULL);
+        before = counts_of(f);
+        job = create(f, "web2", NULL, "10.0.0.20", NULL);
+        expect(job, LSC__STATUS__ERR_EXISTS, "IP 10.0.0.20 is already held by server web1");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+}
+
+static void bad_addresses_are_refused_and_change_nothing(void **state)
+{
+        struct fx *f = *state;
+        static const struct { const char *mac, *ip, *pool; Lsc__Status status; const char *msg; } cases[] = {
+                { NULL, "192.168.1.5", NULL, LSC__STATUS__ERR_INVALID, "IP 192.168.1.5 is not inside any pool" },
+                { NULL, "10.0.0.0", NULL, LSC__STATUS__ERR_INVALID, "network or broadcast" },
+                { NULL, "10.0.0.255", NULL, LSC__STATUS__ERR_INVALID, "network or broadcast" },
+                { NULL, "10.0.0.1", NULL, LSC__STATUS__ERR_INVALID, "IP 10.0.0.1 is the gateway of pool lan" },
+                { NULL, "10.0.0.5", "dmz", LSC__STATUS__ERR_INVALID, "IP 10.0.0.5 is not inside pool dmz" },
+                { NULL, NULL, "nope", LSC__STATUS__ERR_NOTFOUND, "pool nope not found" },
+                { "01:00:00:00:00:01", NULL, NULL, LSC__STATUS__ERR_INVALID, "multicast" },
+                { "zz", NULL, NULL, LSC__STATUS__ERR_INVALID, "invalid MAC" },
+                { NULL, "10.0.0.300", NULL, LSC__STATUS__ERR_INVALID, "invalid IP" },
+        };
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", "10.0.0.1");
+        pool_ok(f, "dmz", "10.9.0.0/24", NULL);
+        before = counts_of(f);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct store_job *job = create(f, "web1", cases[i].mac, cases[i].ip, cases[i].pool);
+                expect(job, cases[i].status, cases[i].msg);
+                store_job_free(job);
+        }
+        after = counts_of(f);
+        same_counts(&before, &after);
+}
+
+static void bad_sizes_and_names_are_refused_and_change_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct counts before = counts_of(f), after;
+        Lsc__ServerSpec s;
+        struct store_job *job;
+
+        s = spec_of("web1");
+        s.vcpus = 0;
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+        s = spec_of("web1");
+        s.memory_mib = 15;
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+        s = spec_of("web1");
+        s.has_disk_gib = 1;
+        s.disk_gib = 1024ull * 1024 + 1;
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+        s = spec_of("-web1");
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+        s = spec_of("web1");
+        s.kind = "toaster";
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, "unknown kind");
+        store_job_free(job);
+        s = spec_of("web1");
+        s.has_memory_mib = 0;
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_INVALID, "memory");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+}
+
+/* ---- pools and addresses ---------------------------------------------------------- */
+
+static void ip_allocation_skips_network_and_gateway_and_takes_the_lowest_free(void **state)
+{
+        struct fx *f = *state;
+        static const char *const want[] = { "10.1.0.1", "10.1.0.2", "10.1.0.4", "10.1.0.5", "10.1.0.6" };
+        struct store_job *job;
+        char name[16];
+
+        pool_ok(f, "small", "10.1.0.0/29", "10.1.0.3");
+        for (int i = 0; i < 5; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                job = create(f, name, NULL, NULL, NULL);
+                expect(job, LSC__STATUS__OK, NULL);
+                assert_string_equal(only_server(job)->spec->ips[0], want[i]);
+                store_job_free(job);
+        }
+        /* freeing .2 makes it the lowest free one again */
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_DELETE, "s1");
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        job = create(f, "again", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->spec->ips[0], "10.1.0.2");
+        store_job_free(job);
+
+        /* IPv6: only the network address is reserved */
+        pool_ok(f, "six", "fd00::/64", "fd00::1");
+        job = create(f, "v6", NULL, NULL, "six");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->spec->ips[0], "fd00::2");
+        store_job_free(job);
+}
+
+static void full_pool_is_a_conflict_and_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "tiny", "10.2.0.0/30", NULL);
+        create_ok(f, "a", NULL, NULL, NULL);
+        create_ok(f, "b", NULL, NULL, NULL);
+        before = counts_of(f);
+        job = create(f, "c", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__ERR_CONFLICT, "pool tiny is full");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+
+        job = ref_op(f, LSC__REQUEST__OP_POOL_GET, "tiny");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_pools, 1);
+        assert_int_equal(job->reply->pools[0]->size, 2);
+        assert_int_equal(job->reply->pools[0]->allocated, 2);
+        store_job_free(job);
+}
+
+static void pool_choice_when_no_ip_is_given(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+
+        pool_ok(f, "one", "10.3.0.0/24", NULL);
+        pool_ok(f, "two", "10.4.0.0/24", NULL);
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__ERR_INVALID, "several pools exist: choose one with --pool NAME");
+        store_job_free(job);
+        job = create(f, "web1", NULL, NULL, "two");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->spec->ips[0], "10.4.0.1");
+        assert_string_equal(only_server(job)->spec->pool, "two");
+        store_job_free(job);
+        job = create(f, "web2", NULL, NULL, "three");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "pool three not found");
+        store_job_free(job);
+}
+
+static void pool_create_get_list_and_refusals(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        job = pool_create(f, "lan", "10.0.0.0/24", "10.0.0.1");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_pools, 1);
+        assert_string_equal(job->reply->pools[0]->cidr, "10.0.0.0/24");
+        assert_string_equal(job->reply->pools[0]->gateway, "10.0.0.1");
+        assert_int_equal(job->reply->pools[0]->size, 253);
+        assert_int_equal(job->reply->pools[0]->allocated, 0);
+        store_job_free(job);
+        pool_ok(f, "dmz", "10.9.0.0/24", NULL);
+
+        before = counts_of(f);
+        job = pool_create(f, "lan", "10.7.0.0/24", NULL);
+        expect(job, LSC__STATUS__ERR_EXISTS, "pool lan already exists");
+        store_job_free(job);
+        job = pool_create(f, "big", "10.0.0.0/16", NULL);
+        expect(job, LSC__STATUS__ERR_CONFLICT, "overlaps pool lan");
+        store_job_free(job);
+        job = pool_create(f, "inner", "10.0.0.128/25", NULL);
+        expect(job, LSC__STATUS__ERR_CONFLICT, "overlaps pool lan");
+        store_job_free(job);
+        job = pool_create(f, "gw", "10.8.0.0/24", "10.9.0.1");
+        expect(job, LSC__STATUS__ERR_INVALID, "not inside");
+        store_job_free(job);
+        job = pool_create(f, "gw", "10.8.0.0/24", "10.8.0.255");
+        expect(job, LSC__STATUS__ERR_INVALID, "broadcast");
+        store_job_free(job);
+        job = pool_create(f, "host", "10.8.0.1/24", NULL);
+        expect(job, LSC__STATUS__ERR_INVALID, "host bits");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+
+        job = list_op(f, LSC__REQUEST__OP_POOL_LIST);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_pools, 2);
+        assert_string_equal(job->reply->pools[0]->name, "dmz");
+        assert_string_equal(job->reply->pools[0]->gateway, "");
+        assert_string_equal(job->reply->pools[1]->name, "lan");
+        store_job_free(job);
+        job = ref_op(f, LSC__REQUEST__OP_POOL_GET, "nope");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "pool nope not found");
+        store_job_free(job);
+}
+
+static void pool_delete_is_refused_while_addresses_are_allocated(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        before = counts_of(f);
+        job = ref_op(f, LSC__REQUEST__OP_POOL_DELETE, "lan");
+        expect(job, LSC__STATUS__ERR_CONFLICT, "pool lan still has 1 allocated address");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_DELETE, "web1");
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        job = ref_op(f, LSC__REQUEST__OP_POOL_DELETE, "lan");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(job->reply->pools[0]->name, "lan");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM pools"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'pool.delete' "
+                                          "AND detail->>'name' = 'lan'"), 1);
+        job = ref_op(f, LSC__REQUEST__OP_POOL_DELETE, "lan");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "pool lan not found");
+        store_job_free(job);
+}
+
+static void mac_auto_allocation_keeps_the_prefix(void **state)
+{
+        struct fx *f = *state;
+        struct store_conn *c = NULL;
+        struct store_config cfg = f->cfg;
+        char name[16];
+
+        cfg.mac_prefix = (struct lsc_mac){ { 0x06, 0xaa, 0xbb, 0xcc } };
+        cfg.mac_prefix_len = 4;
+        assert_int_equal(store_conn_open(&cfg, &c), 0);
+        for (int i = 0; i < 20; i++) {
+                Lsc__ServerSpec s;
+                struct store_job *job;
+
+                snprintf(name, sizeof(name), "m%d", i);
+                s = spec_of(name);
+                job = create_spec_on(c, &s);
+                expect(job, LSC__STATUS__OK, NULL);
+                assert_int_equal(only_server(job)->spec->n_macs, 1);
+                assert_int_equal(strncmp(only_server(job)->spec->macs[0], "06:aa:bb:cc:", 12), 0);
+                store_job_free(job);
+        }
+        store_conn_close(&c);
+        assert_int_equal(sql_count(f->pg, "SELECT count(DISTINCT mac) FROM macs WHERE mac::text LIKE '06:aa:bb:cc:%'"), 20);
+}
+
+/* ---- events -------------------------------------------------------------------- */
+
+static void events_are_written_with_each_change(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        Lsc__ServerSpec ch = LSC__SERVER_SPEC__INIT;
+        struct store_job *job;
+        const Lsc__Reply *rp;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        ch.has_memory_mib = 1;
+        ch.memory_mib = 4096;
+        e.ref = "web1";
+        e.spec = &ch;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        create_ok(f, "web2", NULL, NULL, NULL);
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_DELETE, "web1");
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+
+        job = events(f, NULL, 0);
+        expect(job, LSC__STATUS__OK, NULL);
+        rp = job->reply;
+        assert_int_equal(rp->n_events, 5);
+        assert_string_equal(rp->events[0]->kind, "pool.create");
+        assert_string_equal(rp->events[0]->server, "");
+        assert_string_equal(rp->events[1]->kind, "server.create");
+        assert_string_equal(rp->events[1]->server, "web1");
+        assert_string_equal(rp->events[1]->actor, "test:unit");
+        assert_int_equal(strlen(rp->events[1]->uuid), 36);
+        assert_non_null(strstr(rp->events[1]->detail, "\"vcpus\": 2"));
+        assert_string_equal(rp->events[2]->kind, "server.edit");
+        assert_non_null(strstr(rp->events[2]->detail, "\"memory_mib\": {\"to\": 4096, \"from\": 1024}"));
+        assert_string_equal(rp->events[3]->kind, "server.create");
+        assert_string_equal(rp->events[4]->kind, "server.delete");
+        for (size_t i = 1; i < rp->n_events; i++) {
+                assert_true(rp->events[i]->id > rp->events[i - 1]->id);
+                assert_true(rp->events[i]->at_us >= rp->events[i - 1]->at_us);
+        }
+        store_job_free(job);
+
+        /* by server name (deleted servers too), and the last N in chronological order */
+        job = events(f, "web1", 0);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_events, 3);
+        assert_string_equal(job->reply->events[2]->kind, "server.delete");
+        store_job_free(job);
+        job = events(f, NULL, 2);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_events, 2);
+        assert_string_equal(job->reply->events[0]->kind, "server.create");
+        assert_string_equal(job->reply->events[0]->server, "web2");
+        assert_string_equal(job->reply->events[1]->kind, "server.delete");
+        store_job_free(job);
+        job = events(f, NULL, 10001);
+        expect(job, LSC__STATUS__ERR_INVALID, "limit");
+        store_job_free(job);
+        /* each change carried its own request id */
+        assert_int_equal(sql_count(f->pg, "SELECT count(DISTINCT request_id) FROM events"), 5);
+}
+
+/* ---- concurrency --------------------------------------------------------------- */
+
+struct racer {
+        struct fx *f;
+        char prefix;
+        char ips[50][48];
+        int failures;
+};
+
+static void *race(void *arg)
+{
+        struct racer *rc = arg;
+        struct store_conn *c = NULL;
+
+        if (store_conn_open(&rc->f->cfg, &c) < 0) {
+                rc->failures = 50;
+                return NULL;
+        }
+        for (int i = 0; i < 50; i++) {
+                char name[16];
+                Lsc__ServerSpec s;
+                struct store_job *job;
+
+                snprintf(name, sizeof(name), "%c%d", rc->prefix, i);
+                s = spec_of(name);
+                job = create_spec_on(c, &s);
+                if (job->reply->status != LSC__STATUS__OK || job->reply->n_servers != 1 ||
+                    job->reply->servers[0]->spec->n_ips != 1) {
+                        fprintf(stderr, "%s: %s\n", name, job->reply->error ? job->reply->error : "?");
+                        rc->failures++;
+                } else {
+                        snprintf(rc->ips[i], sizeof(rc->ips[i]), "%s", job->reply->servers[0]->spec->ips[0]);
+                }
+                store_job_free(job);
+        }
+        store_conn_close(&c);
+        return NULL;
+}
+
+static void concurrent_creates_never_share_an_ip(void **state)
+{
+        struct fx *f = *state;
+        struct racer a = { .f = f, .prefix = 'a' }, b = { .f = f, .prefix = 'b' };
+        pthread_t ta, tb;
+
+        pool_ok(f, "lan", "10.0.0.0/24", "10.0.0.1");
+        pthread_create(&ta, NULL, race, &a);
+        pthread_create(&tb, NULL, race, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        assert_int_equal(a.failures, 0);
+        assert_int_equal(b.failures, 0);
+        for (int i = 0; i < 50; i++)
+                for (int j = 0; j < 50; j++) {
+                        assert_string_not_equal(a.ips[i], b.ips[j]);
+                        if (j != i) {
+                                assert_string_not_equal(a.ips[i], a.ips[j]);
+                                assert_string_not_equal(b.ips[i], b.ips[j]);
+                        }
+                }
+        assert_int_equal(sql_count(f->pg, "SELECT count(DISTINCT ip) FROM ips"), 100);
+        /* and they are the lowest 100 after the gateway */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM ips WHERE ip BETWEEN '10.0.0.2' AND '10.0.0.101'"), 100);
+}
+
+/* ---- reconnecting -------------------------------------------------------------- */
+
+static long long store_backend_pid(struct fx *f)
+{
+        char sql[256];
+
+        snprintf(sql, sizeof(sql), "SELECT coalesce(max(pid), 0) FROM pg_stat_activity "
+                 "WHERE datname = '%s' AND application_name = 'lscd'", f->db);
+        return sql_count(admin, sql);
+}
+
+static void next_job_succeeds_after_the_backend_is_terminated(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        long long pid, after;
+        char sql[256];
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        pid = store_backend_pid(f);
+        assert_true(pid > 0);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM (SELECT pg_terminate_backend(%lld)) t", pid);
+        sql_count(admin, sql);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", pid);
+        for (int i = 0; i < 100 && sql_count(admin, sql) > 0; i++)
+                usleep(20000);
+
+        job = create(f, "web1", NULL, NULL, NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        after = store_backend_pid(f);
+        assert_true(after > 0);
+        assert_true(after != pid);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.create'"), 1);
+}
+
+/* A TCP proxy in front of PostgreSQL that, when armed, cuts the connection at the
+ * next COMMIT: either after the server got it (the commit happens, the client never
+ * hears) or before (it never happens). The store must find out which. */
+enum cut { CUT_NONE, CUT_AFTER_COMMIT, CUT_BEFORE_COMMIT };
+
+struct proxy {
+        int listen_fd;
+        int port;
+        struct sockaddr_in upstream;
+        atomic_int cut;
+        atomic_int cuts;                 /* how many times it cut */
+        atomic_bool stop;
+        pthread_t thread;
+};
+
+static const char commit_msg[] = { 'Q', 0, 0, 0, 11, 'C', 'O', 'M', 'M', 'I', 'T', 0 };
+
+static bool has_commit(const char *buf, size_t n)
+{
+        for (size_t i = 0; i + sizeof(commit_msg) <= n; i++)
+                if (!memcmp(buf + i, commit_msg, sizeof(commit_msg)))
+                        return true;
+        return false;
+}
+
+static void *proxy_main(void *arg)
+{
+        struct proxy *p = arg;
+        int cl = -1, up = -1;
+        char buf[65536];
+
+        while (!atomic_load(&p->stop)) {
+                struct pollfd fds[3] = { { .fd = p->listen_fd, .events = POLLIN },
+                                         { .fd = cl, .events = POLLIN },
+                                         { .fd = up, .events = POLLIN } };
+                if (poll(fds, 3, 50) <= 0)
+                        continue;
+                if (fds[0].revents & POLLIN) {
+                        int fd = accept(p->listen_fd, NULL, NULL);
+                        if (fd >= 0) {           /* one client at a time: the newest */
+                                if (cl >= 0)
+                                        close(cl);
+                                if (up >= 0)
+                                        close(up);
+                                cl = fd;
+                                up = socket(AF_INET, SOCK_STREAM, 0);
+                                if (connect(up, (struct sockaddr *)&p->upstream, sizeof(p->upstream)) < 0) {
+                                        close(cl);
+                                        close(up);
+                                        cl = up = -1;
+                                }
+                        }
+                        continue;
+                }
+                if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        ssize_t n = read(cl, buf, sizeof(buf));
+                        int cut = atomic_load(&p->cut);
+                        if (n <= 0) {
+                                close(cl);
+                                close(up);
+                                cl = up = -1;
+                                continue;
+                        }
+                        if (cut != CUT_NONE && has_commit(buf, (size_t)n)) {
+                                if (cut == CUT_AFTER_COMMIT) {
+                                        struct pollfd w = { .fd = up, .events = POLLIN };
+                                        if (write(up, buf, (size_t)n) != n)
+                                                fprintf(stderr, "proxy: short write\n");
+                                        poll(&w, 1, 2000);       /* the server has committed */
+                                }
+                                close(cl);
+                                close(up);
+                                cl = up = -1;
+                                atomic_store(&p->cut, CUT_NONE);
+                                atomic_fetch_add(&p->cuts, 1);
+                                continue;
+                        }
+                        if (write(up, buf, (size_t)n) != n) {
+                                close(cl);
+                                close(up);
+                                cl = up = -1;
+                        }
+                        continue;
+                }
+                if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        ssize_t n = read(up, buf, sizeof(buf));
+                        if (n <= 0 || write(cl, buf, (size_t)n) != n) {
+                                close(cl);
+                                close(up);
+                                cl = up = -1;
+                        }
+                }
+        }
+        if (cl >= 0)
+                close(cl);
+        if (up >= 0)
+                close(up);
+        return NULL;
+}
+
+static void proxy_start(struct proxy *p)
+{
+        PQconninfoOption *opts = PQconninfoParse(admin_conninfo, NULL);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int port = 5432;
+
+        assert_non_null(opts);
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (!strcmp(o->keyword, "port") && o->val)
+                        port = atoi(o->val);
+        PQconninfoFree(opts);
+        memset(p, 0, sizeof(*p));
+        p->upstream = a;
+        p->upstream.sin_port = htons((uint16_t)port);
+        p->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(p->listen_fd, 8), 0);
+        assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
+        p->port = ntohs(a.sin_port);
+        pthread_create(&p->thread, NULL, proxy_main, p);
+}
+
+static void proxy_stop(struct proxy *p)
+{
+        atomic_store(&p->stop, true);
+        pthread_join(p->thread, NULL);
+        close(p->listen_fd);
+}
+
+static void commit_cut(void **state, enum cut cut)
+{
+        struct fx *f = *state;
+        struct store_config cfg = f->cfg;
+        struct store_conn *c = NULL;
+        struct proxy p;
+        struct store_job *job;
+        Lsc__ServerSpec s = spec_of("web1");
+        char conninfo[1200];
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        proxy_start(&p);
+        snprintf(conninfo, sizeof(conninfo), "%s host=127.0.0.1 port=%d sslmode=disable gssencmode=disable",
+                 f->conninfo, p.port);
+        cfg.conninfo = conninfo;
+        assert_int_equal(store_conn_open(&cfg, &c), 0);
+        atomic_store(&p.cut, cut);
+        job = create_spec_on(c, &s);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->spec->name, "web1");
+        assert_string_equal(only_server(job)->spec->ips[0], "10.0.0.1");
+        store_job_free(job);
+        assert_int_equal(atomic_load(&p.cuts), 1);
+        /* exactly once, whichever way the cut went */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM ips"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.create'"), 1);
+        store_conn_close(&c);
+        proxy_stop(&p);
+}
+
+static void commit_that_happened_but_was_not_acknowledged_is_not_repeated(void **state)
+{
+        commit_cut(state, CUT_AFTER_COMMIT);
+}
+
+static void commit_that_never_arrived_is_run_again(void **state)
+{
+        commit_cut(state, CUT_BEFORE_COMMIT);
+}
+
+/* ---- the store thread ------------------------------------------------------------- */
+
+static struct store_job *thread_wait(struct store *s, int *ret_fatal, int timeout_ms)
+{
+        int64_t end = lsc_now_us() + (int64_t)timeout_ms * 1000;
+
+        *ret_fatal = 0;
+        while (lsc_now_us() < end) {
+                zmq_pollitem_t it = { .socket = store_socket(s), .events = ZMQ_POLLIN };
+                struct store_job *job;
+
+                if (zmq_poll(&it, 1, 100) <= 0)
+                        continue;
+                job = store_recv(s, ret_fatal);
+                if (job || *ret_fatal)
+                        return job;
+        }
+        return NULL;
+}
+
+static void store_thread_runs_jobs_and_returns_them(void **state)
+{
+        struct fx *f = *state;
+        void *zctx = zmq_ctx_new();
+        struct store *s = NULL;
+        Lsc__Request ping = LSC__REQUEST__INIT, cr = LSC__REQUEST__INIT;
+        Lsc__Ping pg = LSC__PING__INIT;
+        Lsc__ServerCreate c = LSC__SERVER_CREATE__INIT;
+        Lsc__ServerSpec sp = spec_of("web1");
+        struct store_job *a, *b, *got;
+        int fatal, seen = 0;
+
+        ping.op_case = LSC__REQUEST__OP_PING;
+        ping.ping = &pg;
+        c.spec = &sp;
+        cr.op_case = LSC__REQUEST__OP_SERVER_CREATE;
+        cr.server_create = &c;
+        a = job_new(&ping);
+        b = job_new(&cr);
+        a->user = strdup("a");          /* the job owns user and frees it */
+        b->user = strdup("b");
+
+        /* the thread migrates an empty database itself */
+        assert_int_equal(store_new(zctx, &f->cfg, &s), 0);
+        assert_int_equal(store_submit(s, a), 0);
+        assert_int_equal(store_submit(s, b), 0);
+        while (seen != 3) {
+                got = thread_wait(s, &fatal, 10000);
+                assert_int_equal(fatal, 0);
+                assert_non_null(got);
+                assert_non_null(got->reply);
+                expect(got, LSC__STATUS__OK, NULL);
+                if (strcmp(got->user, "b") == 0) {
+                        assert_string_equal(only_server(got)->spec->name, "web1");
+                        seen |= 2;
+                } else {
+                        assert_string_equal(got->user, "a");
+                        seen |= 1;
+                }
+                store_job_free(got);
+        }
+        assert_true(store_ready(s));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 1);
+
+        /* destroy with work still queued frees it */
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(store_submit(s, job_new(&ping)), 0);
+        store_destroy(&s);
+        assert_null(s);
+        store_destroy(&s);
+        zmq_ctx_term(zctx);
+}
+
+static void store_thread_reports_a_newer_schema_as_fatal(void **state)
+{
+        struct fx *f = *state;
+        void *zctx = zmq_ctx_new();
+        struct store *s = NULL;
+        Lsc__Request ping = LSC__REQUEST__INIT;
+        Lsc__Ping pg = LSC__PING__INIT;
+        struct store_job *got;
+        int fatal;
+
+        sql_ok(f->pg, "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL, "
+                      "applied_at timestamptz NOT NULL DEFAULT now())");
+        sql_ok(f->pg, "INSERT INTO schema_version (version, name) VALUES (7, 'future')");
+        assert_int_equal(store_new(zctx, &f->cfg, &s), 0);
+        lsc_err_clear();
+        got = thread_wait(s, &fatal, 10000);
+        assert_null(got);
+        assert_int_equal(fatal, 1);
+        assert_non_null(strstr(lsc_err_msg(-EPROTO), "database schema version 7 is newer than this lscd"));
+        assert_false(store_ready(s));
+
+        ping.op_case = LSC__REQUEST__OP_PING;
+        ping.ping = &pg;
+        assert_int_equal(store_submit(s, job_new(&ping)), 0);
+        got = thread_wait(s, &fatal, 10000);
+        assert_non_null(got);
+        expect(got, LSC__STATUS__ERR_UNAVAILABLE, "newer than this lscd");
+        store_job_free(got);
+        store_destroy(&s);
+        zmq_ctx_term(zctx);
+}
+
+static void store_thread_answers_unavailable_within_the_budget(void **state)
+{
+        void *zctx = zmq_ctx_new();
+        struct store *s = NULL;
+        struct store_config cfg = { .job_budget_us = 300000 };
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerList sl = LSC__SERVER_LIST__INIT;
+        struct store_job *got;
+        char conninfo[256];
+        int fd = socket(AF_INET, SOCK_STREAM, 0), fatal;
+        int64_t t0;
+
+        /* a port nobody listens on */
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        close(fd);
+        snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=x", ntohs(a.sin_port));
+        cfg.conninfo = conninfo;
+        assert_int_equal(store_new(zctx, &cfg, &s), 0);
+        r.op_case = LSC__REQUEST__OP_SERVER_LIST;
+        r.server_list = &sl;
+        t0 = lsc_now_us();
+        assert_int_equal(store_submit(s, job_new(&r)), 0);
+        got = thread_wait(s, &fatal, 5000);
+        assert_non_null(got);
+        assert_true(lsc_now_us() - t0 < 2000000);
+        expect(got, LSC__STATUS__ERR_UNAVAILABLE, "database unavailable: ");
+        assert_false(store_ready(s));
+        store_job_free(got);
+        store_destroy(&s);
+        zmq_ctx_term(zctx);
+}
+
+/* with-pg's cluster, stopped and started by its own helpers */
+static void cluster(const char *action)
+{
+        const char *lib = getenv("LSC_TEST_LIB"), *dir = getenv("LSC_TEST_PGDIR"),
+                   *port = getenv("LSC_TEST_PGPORT");
+        char cmd[2048];
+
+        assert_non_null(lib);
+        assert_non_null(dir);
+        assert_non_null(port);
+        snprintf(cmd, sizeof(cmd), "bash -c '. \"%s/pg.sh\" && %s \"%s\" %s'", lib, action, dir,
+                 !strcmp(action, "pg_start") ? port : "fast");
+        assert_int_equal(system(cmd), 0);
+}
+
+static void *start_later(void *arg)
+{
+        usleep(1000000);
+        cluster("pg_start");
+        return NULL;
+}
+
+static void store_thread_rides_out_a_postgres_restart(void **state)
+{
+        struct fx *f = *state;
+        struct store_config cfg = f->cfg;
+        void *zctx = zmq_ctx_new();
+        struct store *s = NULL;
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerCreate c = LSC__SERVER_CREATE__INIT;
+        Lsc__ServerSpec sp = spec_of("web1");
+        struct store_job *got;
+        pthread_t starter;
+        int fatal;
+
+        cfg.job_budget_us = 20 * 1000000LL;
+        c.spec = &sp;
+        r.op_case = LSC__REQUEST__OP_SERVER_CREATE;
+        r.server_create = &c;
+        assert_int_equal(store_new(zctx, &cfg, &s), 0);
+        for (int i = 0; i < 100 && !store_ready(s); i++)
+                usleep(50000);
+        assert_true(store_ready(s));
+
+        /* down, a request arrives, and PostgreSQL comes back within its budget */
+        cluster("pg_stop");
+        pthread_create(&starter, NULL, start_later, NULL);
+        assert_int_equal(store_submit(s, job_new(&r)), 0);
+        got = thread_wait(s, &fatal, 30000);
+        pthread_join(starter, NULL);
+        assert_non_null(got);
+        expect(got, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(got)->spec->name, "web1");
+        store_job_free(got);
+        assert_true(store_ready(s));
+        store_destroy(&s);
+        zmq_ctx_term(zctx);
+
+        PQreset(admin);
+        PQreset(f->pg);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 1);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T_EMPTY(name) cmocka_unit_test_setup_teardown(name, setup_empty, teardown)
+        const struct CMUnitTest tests[] = {
+                T_EMPTY(migrations_apply_and_are_recorded),
+                T_EMPTY(migrating_twice_is_a_noop),
+                T_EMPTY(newer_database_schema_is_refused),
+                T(server_create_fills_defaults_and_allocates_addresses),
+                T(server_create_takes_every_given_field),
+                T(server_get_by_name_or_uuid_and_list_by_name),
+                T(server_edit_changes_only_what_is_given),
+                T(server_edit_refusals_change_nothing),
+                T(server_delete_frees_addresses_and_keeps_the_event),
+                T(duplicate_name_is_refused_and_changes_nothing),
+                T(duplicate_mac_is_refused_and_changes_nothing),
+                T(duplicate_ip_is_refused_and_changes_nothing),
+                T(bad_addresses_are_refused_and_change_nothing),
+                T(bad_sizes_and_names_are_refused_and_change_nothing),
+                T(ip_allocation_skips_network_and_gateway_and_takes_the_lowest_free),
+                T(full_pool_is_a_conflict_and_changes_nothing),
+                T(pool_choice_when_no_ip_is_given),
+                T(pool_create_get_list_and_refusals),
+                T(pool_delete_is_refused_while_addresses_are_allocated),
+                T(mac_auto_allocation_keeps_the_prefix),
+                T(events_are_written_with_each_change),
+                T(concurrent_creates_never_share_an_ip),
+                T(next_job_succeeds_after_the_backend_is_terminated),
+                T(commit_that_happened_but_was_not_acknowledged_is_not_repeated),
+                T(commit_that_never_arrived_is_run_again),
+                T_EMPTY(store_thread_runs_jobs_and_returns_them),
+                T_EMPTY(store_thread_reports_a_newer_schema_as_fatal),
+                T_EMPTY(store_thread_answers_unavailable_within_the_budget),
+                /* last: it restarts the cluster under everyone */
+                T(store_thread_rides_out_a_postgres_restart),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
