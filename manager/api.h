@@ -7,5 +7,3 @@
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env);
 /* Sends the reply of a finished store job to its CLI peer and frees the job. */
 void api_complete(struct loop *l, struct store_job *job);
-/* Checks a request's values before any database work: 0, or -EINVAL with detail. */
-int api_validate(const Lsc__Request *req);

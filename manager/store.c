@@ -1775,6 +1775,28 @@ static Lsc__Reply *reply_finish(struct op *o, int r)
         return out ? out : reply_error_new(LSC__STATUS__ERR_INTERNAL, "out of memory");
 }
 
+static const struct op_def *op_def_find(Lsc__Request__OpCase op)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(op_defs); i++)
+                if (op_defs[i].op == op)
+                        return &op_defs[i];
+        return NULL;
+}
+
+int store_check(const Lsc__Request *req)
+{
+        struct op o = { .req = req, .actor = "" };
+        const struct op_def *d = op_def_find(req->op_case);
+        int r;
+
+        if (!d)
+                return lsc_err_set(-EINVAL, "unknown request (operation %d)", (int)req->op_case);
+        r = d->check ? d->check(&o) : 0;
+        bag_free(&o.in);
+        bag_free(&o.out);
+        return r;
+}
+
 void store_run(struct store_conn *c, struct store_job *job, int64_t deadline_us)
 {
         struct op o = { .c = c, .req = job->request,
@@ -1789,13 +1811,8 @@ void store_run(struct store_conn *c, struct store_job *job, int64_t deadline_us)
         job->reply = NULL;
         if (job->kind != STORE_JOB_REQUEST || !job->request) {
                 r = lsc_err_set(-EINVAL, "empty request");
-        } else {
-                for (size_t i = 0; i < ARRAY_SIZE(op_defs); i++)
-                        if (op_defs[i].op == job->request->op_case)
-                                d = &op_defs[i];
-                if (!d)
-                        r = lsc_err_set(-EINVAL, "unknown request (operation %d)",
-                                        (int)job->request->op_case);
+        } else if (!(d = op_def_find(job->request->op_case))) {
+                r = lsc_err_set(-EINVAL, "unknown request (operation %d)", (int)job->request->op_case);
         }
         if (r == 0 && d->check)
                 r = d->check(&o);

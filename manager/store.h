@@ -54,6 +54,10 @@ struct store_job *store_recv(struct store *s, int *ret_fatal);
 
 void store_job_free(struct store_job *job);
 
+/* Checks a request's values without touching the database (the same checks
+ * store_run makes first): 0, or -EINVAL with an lsc_err detail. Any thread. */
+int store_check(const Lsc__Request *req);
+
 /* Whether the store thread is connected and the schema is current (for status). */
 bool store_ready(struct store *s);
 

@@ -1,4 +1,4 @@
-/* api: request checks that run before any database work. */
+/* store_check: the request checks lscd makes on arrival, before any database work. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
-#include "api.h"
+#include "store.h"
 #include "err.h"
 
 struct create {
@@ -33,7 +33,7 @@ static void create_init(struct create *c)
 static void refused_with(const Lsc__Request *req, const char *needle)
 {
         lsc_err_clear();
-        assert_int_equal(api_validate(req), -EINVAL);
+        assert_int_equal(store_check(req), -EINVAL);
         if (!strstr(lsc_err_msg(-EINVAL), needle))
                 fail_msg("message \"%s\" does not mention \"%s\"", lsc_err_msg(-EINVAL), needle);
 }
@@ -43,7 +43,7 @@ static void minimal_create_is_accepted(void **state)
         struct create c;
         (void)state;
         create_init(&c);
-        assert_int_equal(api_validate(&c.req), 0);
+        assert_int_equal(store_check(&c.req), 0);
 }
 
 static void create_without_vcpus_is_refused(void **state)
@@ -52,7 +52,7 @@ static void create_without_vcpus_is_refused(void **state)
         (void)state;
         create_init(&c);
         c.spec.has_vcpus = 0;
-        refused_with(&c.req, "--vcpus");
+        refused_with(&c.req, "vcpus");
 }
 
 static void create_with_bad_name_is_refused(void **state)
@@ -131,7 +131,7 @@ static void pool_gateway_outside_cidr_is_refused(void **state)
         p.gateway = "10.1.0.0";        /* the network address is no gateway either */
         refused_with(&req, "10.1.0.0");
         p.gateway = "10.1.0.1";
-        assert_int_equal(api_validate(&req), 0);
+        assert_int_equal(store_check(&req), 0);
 }
 
 static void event_limit_out_of_range_is_refused(void **state)
@@ -143,11 +143,11 @@ static void event_limit_out_of_range_is_refused(void **state)
         req.event_list = &ev;
         ev.has_limit = 1;
         ev.limit = 0;
-        refused_with(&req, "--limit");
+        refused_with(&req, "limit");
         ev.limit = 10001;
-        refused_with(&req, "--limit");
+        refused_with(&req, "limit");
         ev.limit = 10;
-        assert_int_equal(api_validate(&req), 0);
+        assert_int_equal(store_check(&req), 0);
 }
 
 static void request_without_operation_is_refused(void **state)
