@@ -9,9 +9,13 @@ pg_user() {
 	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
+# From / because the caller's directory may be one postgres cannot enter (a clone
+# in /root); every path handed to PostgreSQL's tools is absolute.
 pg_as_user() {
-	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
+
+pg_abspath() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 
 # A free TCP port on 127.0.0.1: one nothing answers on (a race remains; callers retry).
 pg_free_port() {
@@ -28,7 +32,7 @@ pg_free_port() {
 # PG_PORT, PG_DIR and PG_CONNINFO. DIR's parents must be traversable by the
 # cluster's user. fsync off unless PG_FSYNC=on.
 pg_start() {
-	PG_DIR=$1
+	PG_DIR=$(pg_abspath "$1")
 	PG_PORT=${2:-$(pg_free_port)}
 	local owner
 	owner=$(pg_user)
@@ -49,7 +53,7 @@ pg_start() {
 
 # pg_stop DIR [MODE]: fast (default) or immediate (a crash, for tests).
 pg_stop() {
-	pg_as_user "$PG_BIN/pg_ctl" -D "$1" -m "${2:-fast}" -w -t 60 stop >/dev/null 2>&1 || true
+	pg_as_user "$PG_BIN/pg_ctl" -D "$(pg_abspath "$1")" -m "${2:-fast}" -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 # pg_restart DIR PORT: stops and starts the same cluster on the same port.

@@ -1,0 +1,160 @@
+# shellcheck shell=bash
+# Integration test helpers: a private PostgreSQL and the real lscd, driven with
+# the real lsc. Source after pg.sh, then call lsc_test_setup.
+# Needs LSC_BIN (the build's bin/); ctest sets it.
+
+: "${LSC_BIN:?LSC_BIN must point at the bin directory of the build}"
+LSCD_PID=
+
+lsc() { "$LSC_BIN/lsc" "$@"; }
+
+# fail MESSAGE: ends the test with MESSAGE and the line that called the check.
+fail() {
+	local i=0
+	# name the caller of the assertion helper, not the helper
+	while [ "${FUNCNAME[i + 1]:-}" = expect_exit ] || [ "${FUNCNAME[i + 1]:-}" = expect_eq ] ||
+		[ "${FUNCNAME[i + 1]:-}" = expect_contains ] || [ "${FUNCNAME[i + 1]:-}" = fail ] ||
+		[ "${FUNCNAME[i + 1]:-}" = expect_one_line_error ]; do
+		i=$((i + 1))
+	done
+	printf 'FAIL (%s:%s): %s\n' "${BASH_SOURCE[i + 1]##*/}" "${BASH_LINENO[i]}" "$*" >&2
+	exit 1
+}
+
+# expect_exit CODE CMD [ARGS...]: runs CMD; its stdout and stderr land in OUT and ERR.
+expect_exit() {
+	local want=$1 rc=0
+	shift
+	OUT=$("$@" 2>"$LSC_SCRATCH/stderr") || rc=$?
+	ERR=$(cat "$LSC_SCRATCH/stderr")
+	[ "$rc" -eq "$want" ] ||
+		fail "\`$*\` exited $rc, expected $want${OUT:+; stdout: $OUT}${ERR:+; stderr: $ERR}"
+}
+
+# expect_one_line_error: the last expect_exit printed one line saying what is
+# wrong on stderr (plus, for usage errors, the hint "Try 'lsc ... --help'.").
+expect_one_line_error() {
+	local what
+	what=$(printf '%s\n' "$ERR" | grep -v "^Try 'lsc[a-z ]* --help'\.$" || true)
+	[ -n "$what" ] || fail "no message on stderr${ERR:+: $ERR}"
+	[ "$(printf '%s\n' "$what" | wc -l)" -eq 1 ] || fail "more than one line on stderr: $ERR"
+}
+
+# expect_eq ACTUAL EXPECTED [WHAT]
+expect_eq() {
+	[ "$1" = "$2" ] || fail "${3:-value}: got '$1', expected '$2'"
+}
+
+# expect_contains HAYSTACK NEEDLE [WHAT]
+expect_contains() {
+	case $1 in *"$2"*) ;; *) fail "${3:-output} does not contain '$2': $1" ;; esac
+}
+
+# lsc_wait_ping [SECONDS]: until lscd answers (default 20 s).
+lsc_wait_ping() {
+	local deadline=$((SECONDS + ${1:-20}))
+	until lsc --timeout 1 ping >/dev/null 2>&1; do
+		if [ -n "$LSCD_PID" ] && ! kill -0 "$LSCD_PID" 2>/dev/null; then
+			fail "lscd exited before answering ping"
+		fi
+		[ "$SECONDS" -lt "$deadline" ] || fail "lscd does not answer ping after ${1:-20} s"
+		sleep 0.1
+	done
+}
+
+# lscd_start: starts lscd in the background on $LSC_MANAGER and waits for it.
+lscd_start() {
+	printf -- '--- lscd start %s\n' "$(date +%T.%N)" >>"$LSC_SCRATCH/lscd.log"
+	"$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "$LSC_MANAGER" --log-level debug \
+		</dev/null >>"$LSC_SCRATCH/lscd.log" 2>&1 &
+	LSCD_PID=$!
+	lsc_wait_ping 20
+}
+
+# Whether PID lives (a zombie does not: PID 1 may not reap here).
+lsc_pid_alive() {
+	kill -0 "$1" 2>/dev/null && [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]
+}
+
+# lscd_stop: SIGTERM and wait (10 s, then SIGKILL); returns the exit status of lscd.
+lscd_stop() {
+	local pid=$LSCD_PID i rc=0
+	[ -n "$pid" ] || return 0
+	LSCD_PID=
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 1 100); do
+		lsc_pid_alive "$pid" || break
+		sleep 0.1
+	done
+	if lsc_pid_alive "$pid"; then
+		echo "lscd (pid $pid) ignored SIGTERM for 10 s: killing it" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	return "$rc"
+}
+
+# lscd_kill9: a crash of lscd.
+lscd_kill9() {
+	[ -n "$LSCD_PID" ] || return 0
+	kill -KILL "$LSCD_PID" 2>/dev/null || true
+	wait "$LSCD_PID" 2>/dev/null || true
+	LSCD_PID=
+}
+
+# lscd_restart: stops lscd (if it runs) and starts it again on the same database.
+lscd_restart() {
+	lscd_stop || true
+	lscd_start
+}
+
+# pg_restart_same_port [MODE]: stops PostgreSQL (fast, or MODE) and starts it again
+# on the same port, under whatever lscd is running.
+pg_restart_same_port() {
+	pg_stop "$PG_DIR" "${1:-fast}"
+	pg_start "$PG_DIR" "$PG_PORT"
+}
+
+lsc_test_cleanup() {
+	local rc=$?
+	set +e
+	if [ -n "$LSCD_PID" ]; then
+		lscd_stop
+		local lrc=$?
+		# 143 = died of our SIGTERM without handling it; 0 = clean shutdown
+		if [ "$lrc" -ne 0 ] && [ "$rc" -eq 0 ]; then
+			echo "FAIL: lscd exited $lrc on SIGTERM" >&2
+			rc=1
+		fi
+	fi
+	if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$LSC_SCRATCH/lscd.log" 2>/dev/null; then
+		echo "FAIL: sanitizer report in lscd's log" >&2
+		[ "$rc" -eq 0 ] && rc=1
+	fi
+	[ -n "${PG_DIR:-}" ] && pg_stop "$PG_DIR" immediate
+	if [ "$rc" -ne 0 ]; then
+		echo "--- last 40 lines of lscd's log ($LSC_SCRATCH/lscd.log):" >&2
+		tail -n 40 "$LSC_SCRATCH/lscd.log" >&2
+	fi
+	if [ "$rc" -eq 0 ] || [ -z "${LSC_KEEP_SCRATCH:-}" ]; then
+		rm -rf "$LSC_SCRATCH"
+	else
+		echo "scratch kept: $LSC_SCRATCH" >&2
+	fi
+	exit "$rc"
+}
+
+# lsc_test_setup: scratch dir, PostgreSQL, lscd on ipc://SCRATCH/lscd.sock,
+# LSC_MANAGER exported, and an EXIT trap that stops both and cleans up.
+lsc_test_setup() {
+	LSC_SCRATCH=$(pg_scratch_dir)
+	touch "$LSC_SCRATCH/lscd.log"
+	trap lsc_test_cleanup EXIT
+	local i
+	for i in 1 2 3; do   # pg_free_port can race with another test: retry
+		pg_start "$LSC_SCRATCH/pg" && break
+		[ "$i" -lt 3 ] || fail "PostgreSQL did not start"
+	done
+	export LSC_MANAGER="ipc://$LSC_SCRATCH/lscd.sock"
+	lscd_start
+}
