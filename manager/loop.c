@@ -62,6 +62,7 @@ static int socket_setup(struct loop *l)
         if (r < 0)
                 return lsc_err_set(-errno, "cannot listen on %s: %s", l->cfg.cli_endpoint,
                                    zmq_strerror(errno));
+        l->cli_bound = true;
         return 0;
 }
 
@@ -174,6 +175,10 @@ int loop_run(struct loop *l)
 void loop_fini(struct loop *l)
 {
         store_destroy(&l->store);
+        /* a socket file left behind would make the CLI wait for its whole timeout
+         * instead of saying at once that no lscd runs */
+        if (l->cli_bound && strncmp(l->cfg.cli_endpoint, "ipc://", 6) == 0)
+                unlink(l->cfg.cli_endpoint + 6);
         if (l->cli)
                 zmq_close(l->cli);
         l->cli = NULL;

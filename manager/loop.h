@@ -14,6 +14,7 @@ struct loop {
         struct loop_config cfg;
         void *zctx;
         void *cli;                       /* ROUTER for CLI requests */
+        bool cli_bound;
         struct store *store;
         int sigfd;
         int inflight;                    /* jobs handed to the store, not yet back */

@@ -219,7 +219,11 @@ static const struct stmt_def stmts[ST_COUNT] = {
         S(ST_EVENT_LIST_ALL, true,
                 "SELECT * FROM (" EVENT_COLS " ORDER BY e.id DESC LIMIT $1::integer) t ORDER BY 1"),
         S(ST_EVENT_LIST_SERVER, true,
+                /* the name at the time, the whole history (across renames) of the server
+                 * now called $1, or a server by UUID */
                 "SELECT * FROM (" EVENT_COLS " WHERE e.server_name = $1"
+                " OR e.server_uuid = (SELECT uuid FROM servers WHERE name = $1)"
+                " OR e.server_uuid = CASE WHEN $1 ~ '^[0-9a-fA-F-]{36}$' THEN $1::uuid END"
                 " ORDER BY e.id DESC LIMIT $2::integer) t ORDER BY 1"),
 };
 

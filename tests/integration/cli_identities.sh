@@ -118,6 +118,12 @@ expect_eq "$(jq -r '[.[] | select(.kind == "server.edit")] | length' <<<"$OUT")"
 expect_eq "$(jq -r '[.[] | select((.actor // "") == "")] | length' <<<"$OUT")" 0 "events without actor"
 expect_exit 0 lsc events --server db1
 expect_contains "$OUT" server.delete "events table"
+# a renamed server's history follows it, by its new name and by its UUID
+expect_exit 0 lsc --json events --server app2
+expect_eq "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.create,server.edit" "history of app2 (was web2)"
+uuid2=$(lsc --json server show app2 | jq -r .uuid)
+expect_exit 0 lsc --json events --server "$uuid2"
+expect_eq "$(jq length <<<"$OUT")" 2 "history of app2 by UUID"
 expect_exit 0 lsc --json events --limit 2
 expect_eq "$(jq length <<<"$OUT")" 2 "events --limit 2"
 expect_exit 0 lsc --json events

@@ -68,4 +68,12 @@ expect_exit 0 lsc server delete web4
 lscd_kill9
 lscd_start
 expect_eq "$(identities)" "$before" "identities after the second kill -9"
+
+# --- a clean stop removes the socket, so the CLI says at once that nobody is there
+lscd_stop || fail "lscd did not exit cleanly on SIGTERM"
+[ ! -e "${LSC_MANAGER#ipc://}" ] || fail "lscd left its socket ${LSC_MANAGER#ipc://} behind"
+t0=$(date +%s%3N)
+expect_exit 3 lsc --timeout 10 server list
+ms=$(($(date +%s%3N) - t0))
+[ "$ms" -lt 2000 ] || fail "lsc took $ms ms to notice that no lscd runs"
 echo "ok"
