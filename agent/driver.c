@@ -1,0 +1,144 @@
+/* The driver registry and what every backend shares: lookup by name, the wrappers'
+ * "unsupported" answer, spec checks and stats arithmetic. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "driver.h"
+#include "err.h"
+#include "util.h"
+
+const char *const drv_state_names[DRV_STATE_COUNT] = {
+        [DRV_STATE_RUNNING] = "running",
+        [DRV_STATE_STOPPED] = "stopped",
+        [DRV_STATE_CRASHED] = "crashed",
+};
+
+/* "container" and "metal" join when their backends exist; until then they are unknown. */
+static const struct drv_ops *const drivers[] = {
+        &drv_libvirt_ops,
+        &drv_fake_ops,
+};
+
+const struct drv_ops *drv_lookup(const char *name)
+{
+        if (!name)
+                return NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(drivers); i++)
+                if (strcmp(drivers[i]->name, name) == 0)
+                        return drivers[i];
+        return NULL;
+}
+
+int drv_open(const char *name, const struct drv_config *cfg, struct drv **ret)
+{
+        const struct drv_ops *ops = drv_lookup(name);
+        static const struct drv_config defaults;
+        char buf[LSC_SHOW_BUF];
+
+        if (!ops)
+                return lsc_err_set(-ENOENT, "unknown driver \"%s\": use libvirt or fake",
+                                   lsc_str_show(name ? name : "", buf));
+        if (!ops->open)
+                return lsc_err_set(-EOPNOTSUPP, "driver %s cannot be opened", ops->name);
+        return ops->open(cfg ? cfg : &defaults, ret);
+}
+
+void drv_close(struct drv **d)
+{
+        if (!d || !*d)
+                return;
+        if ((*d)->ops->close)
+                (*d)->ops->close(*d);
+        *d = NULL;
+}
+
+int drv_unsupported(const struct drv *d, const char *what)
+{
+        return lsc_err_set(-EOPNOTSUPP, "driver %s does not support %s", d->ops->name, what);
+}
+
+void drv_stats_clear(struct drv_stats *s)
+{
+        free(s->instances);
+        memset(s, 0, sizeof(*s));
+}
+
+unsigned drv_stats_cpu_permille(const struct drv_stats *before, const struct drv_stats *after)
+{
+        uint64_t busy, total;
+
+        /* Counters that went backwards belong to a restarted host or a new handle. */
+        if (after->host_cpu_total_ns <= before->host_cpu_total_ns ||
+            after->host_cpu_busy_ns < before->host_cpu_busy_ns)
+                return 0;
+        busy = after->host_cpu_busy_ns - before->host_cpu_busy_ns;
+        total = after->host_cpu_total_ns - before->host_cpu_total_ns;
+        if (busy >= total)
+                return 1000;
+        return (unsigned)(busy * 1000 / total);
+}
+
+bool drv_uuid_valid(const char *s)
+{
+        static const char form[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+        if (!s || strlen(s) != sizeof(form) - 1)
+                return false;
+        for (size_t i = 0; form[i]; i++) {
+                if (form[i] == '-') {
+                        if (s[i] != '-')
+                                return false;
+                } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+int drv_spec_check(const struct drv_spec *spec)
+{
+        char buf[LSC_SHOW_BUF];
+        int r;
+
+        if (!drv_uuid_valid(spec->uuid))
+                return lsc_err_set(-EINVAL, "invalid uuid \"%s\": want the canonical lower-case form",
+                                   lsc_str_show(spec->uuid ? spec->uuid : "", buf));
+        if (!spec->name)
+                return lsc_err_set(-EINVAL, "instance %s has no name", spec->uuid);
+        r = lsc_validate_name("server name", spec->name);
+        if (r < 0)
+                return r;
+        if (spec->hostname) {
+                r = lsc_validate_hostname(spec->hostname);
+                if (r < 0)
+                        return r;
+        }
+        if (spec->generation == 0)
+                return lsc_err_set(-EINVAL, "instance %s: generation 0 is never bound", spec->uuid);
+        if ((unsigned)spec->kind >= LSC_KIND_COUNT)
+                return lsc_err_set(-EINVAL, "instance %s: invalid kind %d", spec->uuid, (int)spec->kind);
+        if ((unsigned)spec->disk_mode >= LSC_DISK_MODE_COUNT)
+                return lsc_err_set(-EINVAL, "instance %s: invalid disk mode %d", spec->uuid,
+                                   (int)spec->disk_mode);
+        r = lsc_validate_vcpus(spec->vcpus);
+        if (r < 0)
+                return r;
+        r = lsc_validate_memory_mib(spec->memory_mib);
+        if (r < 0)
+                return r;
+        if (spec->disk_gib) {
+                r = lsc_validate_disk_gib(spec->disk_gib);
+                if (r < 0)
+                        return r;
+        }
+        if (spec->image) {
+                r = lsc_validate_image(spec->image);
+                if (r < 0)
+                        return r;
+        }
+        if (spec->n_macs && !spec->macs)
+                return lsc_err_set(-EINVAL, "instance %s: %zu MACs but no array", spec->uuid, spec->n_macs);
+        if (spec->n_ips && !spec->ips)
+                return lsc_err_set(-EINVAL, "instance %s: %zu IPs but no array", spec->uuid, spec->n_ips);
+        return 0;
+}
