@@ -1,6 +1,7 @@
 /* Envelopes over zmq: [routing id (ROUTER only)] [empty delimiter] [Envelope bytes].
  * Everything received is hostile until checked: part count, sizes, framing, version. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "err.h"
@@ -94,8 +95,10 @@ int lsc_wire_recv(void *sock, bool routed, struct lsc_route *ret_route, Lsc__Env
         int r;
 
         *ret_env = NULL;
-        if (ret_route)
+        if (ret_route) {
                 ret_route->len = 0;
+                ret_route->peer[0] = '\0';
+        }
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
                 r = -errno;
@@ -137,6 +140,10 @@ int lsc_wire_recv(void *sock, bool routed, struct lsc_route *ret_route, Lsc__Env
                 zmq_msg_close(&part);
                 drain(sock);
                 return lsc_err_set(-EBADMSG, "message has parts after the envelope");
+        }
+        if (ret_route) {
+                const char *peer = zmq_msg_gets(&part, "User-Id");
+                snprintf(ret_route->peer, sizeof(ret_route->peer), "%s", peer ? peer : "");
         }
         r = lsc_wire_decode(zmq_msg_data(&part), zmq_msg_size(&part), ret_env);
         zmq_msg_close(&part);

@@ -10,9 +10,14 @@
 #define LSC_WIRE_MAX_FRAME (1u << 20)     /* an envelope larger than 1 MiB is refused */
 #define LSC_WIRE_ROUTE_MAX 256            /* zmq routing ids are at most 255 bytes */
 
+#define LSC_WIRE_PEER_MAX 256
+
 struct lsc_route {
         size_t len;
         unsigned char id[LSC_WIRE_ROUTE_MAX];
+        /* Who the ZAP handler authenticated the connection as (its User-Id, e.g. the
+         * host a CURVE key is enrolled for); "" on unauthenticated sockets. */
+        char peer[LSC_WIRE_PEER_MAX];
 };
 
 /* Envelope bytes -> message. -EMSGSIZE when too large, -EBADMSG when it does not

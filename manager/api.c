@@ -9,11 +9,6 @@
 #include "log.h"
 #include "util.h"
 
-struct api_ctx {
-        struct lsc_route route;
-        uint64_t seq;
-};
-
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env)
 {
         _cleanup_envelope_ Lsc__Envelope *e = env;
@@ -22,6 +17,12 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         struct store_job *job;
         int r;
 
+        if (e->body_case == LSC__ENVELOPE__BODY_REQUEST &&
+            e->request->op_case == LSC__REQUEST__OP_HOST_REGISTER) {
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID,
+                                    "hosts register through lsc-agent, not the CLI");
+                return;
+        }
         if (e->body_case != LSC__ENVELOPE__BODY_REQUEST) {
                 log_warn("CLI peer %s sent a message that is not a request; answered with an error",
                          e->sender ? e->sender : "?");
@@ -48,6 +49,7 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INTERNAL, "out of memory");
                 return;
         }
+        ctx->origin = API_ORIGIN_CLI;
         ctx->route = *route;
         ctx->seq = seq;
         job->kind = STORE_JOB_REQUEST;
@@ -64,6 +66,28 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         l->inflight++;
 }
 
+/* The database knows hosts; only lscd's memory knows whether they are alive now. */
+static void hosts_merge_liveness(struct loop *l, Lsc__Reply *reply)
+{
+        int64_t now = lsc_now_us();
+
+        for (size_t i = 0; reply && i < reply->n_hosts; i++) {
+                Lsc__Host *h = reply->hosts[i];
+                const struct liveness_host *live = liveness_find(&l->liveness, h->name);
+                const char *state = liveness_state_names[live ? live->state : LIVENESS_LOST];
+
+                free(h->liveness);
+                h->liveness = strdup(state);
+                h->has_healthy = h->has_last_seen_ms_ago = 1;
+                h->healthy = live && live->state == LIVENESS_UP && live->healthy;
+                h->last_seen_ms_ago = live && live->last_beat_us ? (now - live->last_beat_us) / 1000 : -1;
+                if (live && live->health[0]) {
+                        free(h->health);
+                        h->health = strdup(live->health);
+                }
+        }
+}
+
 void api_complete(struct loop *l, struct store_job *job)
 {
         _cleanup_free_ struct api_ctx *ctx = job->user;
@@ -71,6 +95,12 @@ void api_complete(struct loop *l, struct store_job *job)
         int r;
 
         l->inflight--;
+        if (ctx->origin == API_ORIGIN_AGENT) {
+                job->user = TAKE_PTR(ctx);
+                loop_agent_registered(l, job);
+                return;
+        }
+        hosts_merge_liveness(l, job->reply);
         env.has_seq = 1;
         env.seq = ctx->seq;
         env.body_case = LSC__ENVELOPE__BODY_REPLY;

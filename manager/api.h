@@ -3,6 +3,16 @@
 #include "loop.h"
 #include "wire.h"
 
+/* Who a store job is for: the loop routes its completion by this (first member of
+ * every job->user). */
+enum api_origin { API_ORIGIN_CLI, API_ORIGIN_AGENT };
+
+struct api_ctx {
+        enum api_origin origin;
+        struct lsc_route route;
+        uint64_t seq;
+};
+
 /* Handles one received envelope from the CLI socket (takes ownership of env). */
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env);
 /* Sends the reply of a finished store job to its CLI peer and frees the job. */

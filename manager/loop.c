@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "api.h"
+#include "curve.h"
 #include "err.h"
 #include "log.h"
 #include "loop.h"
@@ -66,6 +67,42 @@ static int socket_setup(struct loop *l)
         return 0;
 }
 
+/* The agents' door: CURVE server, ZAP-checked, one routing id per agent connection. */
+static int agent_socket_setup(struct loop *l)
+{
+        char pub[LSC_Z85_KEY], sec[LSC_Z85_KEY];
+        int zero = 0, one = 1, hwm = 1000, ivl = 1000, tmo = 5000, r;
+
+        if (!l->cfg.curve_secret_file || !l->cfg.authorized_keys_dir)
+                return lsc_err_set(-EINVAL, "agents need --curve-key and --authorized-keys");
+        if ((r = lsc_curve_load_or_create(l->cfg.curve_secret_file, NULL, pub, sec)) < 0)
+                return r;
+        /* the ZAP handler must be bound before a CURVE socket accepts anyone */
+        if ((r = auth_init(&l->auth, l->zctx, l->cfg.authorized_keys_dir)) < 0)
+                return r;
+        l->agents = zmq_socket(l->zctx, ZMQ_ROUTER);
+        if (!l->agents)
+                return lsc_err_set(-errno, "zmq_socket: %s", zmq_strerror(errno));
+        zmq_setsockopt(l->agents, ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(l->agents, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+        zmq_setsockopt(l->agents, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+        zmq_setsockopt(l->agents, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(l->agents, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(l->agents, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
+        zmq_setsockopt(l->agents, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
+        int64_t maxmsg = LOOP_MAX_MSG;
+        zmq_setsockopt(l->agents, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+        zmq_setsockopt(l->agents, ZMQ_CURVE_SERVER, &one, sizeof(one));
+        zmq_setsockopt(l->agents, ZMQ_CURVE_SECRETKEY, sec, 40);
+        zmq_setsockopt(l->agents, ZMQ_ZAP_DOMAIN, "lsc", 3);
+        if (zmq_bind(l->agents, l->cfg.agent_endpoint) < 0)
+                return lsc_err_set(-errno, "cannot listen for agents on %s: %s", l->cfg.agent_endpoint,
+                                   zmq_strerror(errno));
+        log_info("listening for agents on %s (CurveZMQ, public key %s, %zu hosts enrolled)",
+                 l->cfg.agent_endpoint, pub, l->auth.n_keys);
+        return 0;
+}
+
 int loop_init(struct loop *l, const struct loop_config *cfg)
 {
         sigset_t mask;
@@ -94,6 +131,11 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
                 return lsc_err_set(-errno, "zmq_ctx_new: %s", zmq_strerror(errno));
         if ((r = socket_setup(l)) < 0)
                 return r;
+        l->started_us = lsc_now_us();
+        liveness_init(&l->liveness, l->cfg.lease_ttl_us ? l->cfg.lease_ttl_us : 10000000,
+                      l->cfg.grace_us ? l->cfg.grace_us : 3000000);
+        if (l->cfg.agent_endpoint && (r = agent_socket_setup(l)) < 0)
+                return r;
         return store_new(l->zctx, &l->cfg.store, &l->store);
 }
 
@@ -121,6 +163,163 @@ static void cli_readable(struct loop *l)
         }
 }
 
+static void agent_ack(struct loop *l, const struct lsc_route *route, const struct liveness_host *h,
+                      int64_t echo_sent_us, bool reregister, Lsc__Status status, const char *error)
+{
+        Lsc__Envelope env = LSC__ENVELOPE__INIT;
+        Lsc__Ack ack = LSC__ACK__INIT;
+        char sender[64];
+        int r;
+
+        snprintf(sender, sizeof(sender), "lscd:%016llx", (unsigned long long)l->incarnation);
+        ack.has_echo_sent_us = ack.has_incarnation = ack.has_epoch = ack.has_lease_ttl_ms = 1;
+        ack.has_reregister = ack.has_status = 1;
+        ack.echo_sent_us = echo_sent_us;
+        ack.incarnation = l->incarnation;
+        ack.epoch = h ? h->epoch : 0;
+        ack.lease_ttl_ms = (uint32_t)(l->liveness.lease_ttl_us / 1000);
+        ack.reregister = reregister;
+        ack.status = status;
+        ack.error = (char *)error;
+        env.sender = sender;
+        env.has_epoch = 1;
+        env.epoch = ack.epoch;
+        env.body_case = LSC__ENVELOPE__BODY_ACK;
+        env.ack = &ack;
+        if ((r = lsc_wire_send(l->agents, route, &env)) < 0)
+                log_debug("ack to %s not sent: %s", route->peer, lsc_err_msg(r));
+}
+
+static void agent_register(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e)
+{
+        Lsc__Register *reg = e->register_;
+        struct liveness_host *h;
+        struct api_ctx *ctx;
+        struct store_job *job;
+        Lsc__Request *req;
+        char actor[LSC_WIRE_PEER_MAX + 8];
+
+        if (!reg->host || strcmp(reg->host, route->peer) != 0) {
+                log_warn("agent with the key of host %s tried to register as %s: refused", route->peer,
+                         reg->host ? reg->host : "(none)");
+                agent_ack(l, route, NULL, 0, false, LSC__STATUS__ERR_INVALID,
+                          "this key is enrolled for another host");
+                return;
+        }
+        h = liveness_get(&l->liveness, reg->host);
+        if (!h || h->registering)
+                return;                  /* one registration at a time; the agent retries */
+        ctx = calloc(1, sizeof(*ctx));
+        job = calloc(1, sizeof(*job));
+        req = calloc(1, sizeof(*req));
+        if (!ctx || !job || !req) {
+                free(ctx);
+                free(job);
+                free(req);
+                return;
+        }
+        lsc__request__init(req);
+        req->op_case = LSC__REQUEST__OP_HOST_REGISTER;
+        req->host_register = TAKE_PTR(e->register_);   /* the job owns it now */
+        e->body_case = LSC__ENVELOPE__BODY__NOT_SET;
+        ctx->origin = API_ORIGIN_AGENT;
+        ctx->route = *route;
+        snprintf(actor, sizeof(actor), "agent:%s", route->peer);
+        job->kind = STORE_JOB_REQUEST;
+        job->request = req;
+        job->actor = strdup(actor);
+        job->user = ctx;
+        if (store_check(req) < 0) {
+                agent_ack(l, route, NULL, 0, false, LSC__STATUS__ERR_INVALID, lsc_err_msg(-EINVAL));
+                store_job_free(job);
+                return;
+        }
+        if (store_submit(l->store, job) < 0) {
+                store_job_free(job);
+                return;
+        }
+        h->registering = true;
+        l->inflight++;
+}
+
+void loop_agent_registered(struct loop *l, struct store_job *job)
+{
+        struct api_ctx *ctx = job->user;
+        const Lsc__Reply *rp = job->reply;
+        struct liveness_host *h = liveness_find(&l->liveness, ctx->route.peer);
+
+        if (h)
+                h->registering = false;
+        if (!rp || rp->status != LSC__STATUS__OK || rp->n_hosts != 1 || !h) {
+                const char *why = rp && rp->error ? rp->error : "registration failed";
+                log_warn("registration of host %s failed: %s", ctx->route.peer, why);
+                agent_ack(l, &ctx->route, NULL, 0, false,
+                          rp ? rp->status : LSC__STATUS__ERR_INTERNAL, why);
+        } else {
+                h->epoch = rp->hosts[0]->epoch;
+                h->route = ctx->route;
+                log_info("host %s registered (uuid %s, epoch %llu, %u vcpus, %llu MiB)", h->name,
+                         rp->hosts[0]->uuid, (unsigned long long)h->epoch,
+                         rp->hosts[0]->capacity->vcpus,
+                         (unsigned long long)rp->hosts[0]->capacity->memory_mib);
+                agent_ack(l, &ctx->route, h, 0, false, LSC__STATUS__OK, NULL);
+        }
+        store_job_free(job);
+}
+
+static void agent_heartbeat(struct loop *l, const struct lsc_route *route, const Lsc__Envelope *e)
+{
+        const Lsc__Heartbeat *hb = e->heartbeat;
+        struct liveness_host *h = liveness_find(&l->liveness, route->peer);
+
+        /* Acknowledged even when this lscd does not know the session yet (it just
+         * restarted): a restarting manager must not make healthy hosts fence. */
+        if (!h || h->epoch == 0 || !e->has_epoch || e->epoch != h->epoch) {
+                agent_ack(l, route, h, hb->sent_us, true, LSC__STATUS__OK, NULL);
+                return;
+        }
+        h->route = *route;
+        if (liveness_beat(h, hb, lsc_now_us()) < 0)
+                log_warn("host %s: heartbeat not recorded: out of memory", h->name);
+        agent_ack(l, route, h, hb->sent_us, false, LSC__STATUS__OK, NULL);
+}
+
+static void agents_readable(struct loop *l)
+{
+        for (int i = 0; i < 1024; i++) {
+                struct lsc_route route;
+                Lsc__Envelope *env = NULL;
+                int r = lsc_wire_recv(l->agents, true, &route, &env);
+
+                if (r == -EAGAIN)
+                        return;
+                if (r < 0 || !route.peer[0]) {
+                        log_warn("bad message from agent %s: %s", route.peer[0] ? route.peer : "?",
+                                 r < 0 ? lsc_err_msg(r) : "unauthenticated");
+                        lsc_wire_free(env);
+                        continue;
+                }
+                switch (env->body_case) {
+                case LSC__ENVELOPE__BODY_REGISTER:
+                        agent_register(l, &route, env);
+                        break;
+                case LSC__ENVELOPE__BODY_HEARTBEAT:
+                        agent_heartbeat(l, &route, env);
+                        break;
+                case LSC__ENVELOPE__BODY_REPORT:
+                        log_info("host %s: report for %s g%llu: %s", route.peer,
+                                 env->report->uuid ? env->report->uuid : "?",
+                                 (unsigned long long)env->report->generation,
+                                 env->report->ok ? "ok" : (env->report->error ? env->report->error : "failed"));
+                        break;
+                default:
+                        log_warn("host %s sent a message agents do not send (%d)", route.peer,
+                                 (int)env->body_case);
+                }
+                lsc_wire_free(env);
+        }
+}
+
 /* 0 normally, -errno when the store reported a fatal error. */
 static int store_readable(struct loop *l)
 {
@@ -140,6 +339,8 @@ static int store_readable(struct loop *l)
 
 int loop_run(struct loop *l)
 {
+        int64_t next_tick = lsc_now_us() + 500000;
+
         log_info("lscd listening for the CLI on %s (incarnation %016llx)", l->cfg.cli_endpoint,
                  (unsigned long long)l->incarnation);
         while (!l->stopping) {
@@ -147,8 +348,12 @@ int loop_run(struct loop *l)
                         { .socket = l->cli, .events = ZMQ_POLLIN },
                         { .socket = store_socket(l->store), .events = ZMQ_POLLIN },
                         { .fd = l->sigfd, .events = ZMQ_POLLIN },
+                        { .socket = l->agents, .events = ZMQ_POLLIN },
+                        { .socket = l->auth.zap, .events = ZMQ_POLLIN },
                 };
-                int n = zmq_poll(items, ARRAY_SIZE(items), 1000);
+                int64_t now = lsc_now_us();
+                long timeout = next_tick > now ? (long)((next_tick - now) / 1000) + 1 : 0;
+                int n = zmq_poll(items, l->agents ? 5 : 3, timeout);
 
                 if (n < 0) {
                         if (errno == EINTR)
@@ -168,6 +373,15 @@ int loop_run(struct loop *l)
                 }
                 if (items[0].revents & ZMQ_POLLIN)
                         cli_readable(l);
+                if (l->agents && (items[4].revents & ZMQ_POLLIN))
+                        auth_handle(&l->auth);
+                if (l->agents && (items[3].revents & ZMQ_POLLIN))
+                        agents_readable(l);
+                now = lsc_now_us();
+                if (now >= next_tick) {
+                        liveness_tick(&l->liveness, now);
+                        next_tick = now + 500000;
+                }
         }
         return 0;
 }
@@ -182,6 +396,11 @@ void loop_fini(struct loop *l)
         if (l->cli)
                 zmq_close(l->cli);
         l->cli = NULL;
+        if (l->agents)
+                zmq_close(l->agents);
+        l->agents = NULL;
+        auth_fini(&l->auth);
+        liveness_fini(&l->liveness);
         if (l->zctx)
                 zmq_ctx_term(l->zctx);
         l->zctx = NULL;

@@ -2,12 +2,19 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include "auth.h"
+#include "liveness.h"
 #include "store.h"
 
 struct loop_config {
         const char *cli_endpoint;        /* where the CLI connects (ipc:// or tcp://) */
         struct store_config store;
         int max_inflight;                /* CLI requests at the store before "busy" */
+        const char *agent_endpoint;      /* where agents connect (tcp://); NULL: no agents */
+        const char *curve_secret_file;   /* lscd's CurveZMQ secret key (created if absent) */
+        const char *authorized_keys_dir; /* HOST.pub files of the enrolled agents */
+        int64_t lease_ttl_us;
+        int64_t grace_us;
 };
 
 struct loop {
@@ -16,6 +23,10 @@ struct loop {
         void *cli;                       /* ROUTER for CLI requests */
         bool cli_bound;
         struct store *store;
+        void *agents;                    /* ROUTER for agents (CURVE server) */
+        struct auth auth;
+        struct liveness liveness;
+        int64_t started_us;
         int sigfd;
         int inflight;                    /* jobs handed to the store, not yet back */
         uint64_t incarnation;            /* random per start; agents re-register when it changes */
@@ -27,3 +38,7 @@ int loop_init(struct loop *l, const struct loop_config *cfg);
 /* Runs until SIGINT/SIGTERM (returns 0) or a fatal store error (returns -errno). */
 int loop_run(struct loop *l);
 void loop_fini(struct loop *l);
+
+struct store_job;
+/* A host registration came back from the store: open its session and ack it. */
+void loop_agent_registered(struct loop *l, struct store_job *job);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "addr.h"
+#include "curve.h"
 #include "err.h"
 #include "log.h"
 #include "loop.h"
@@ -20,7 +21,12 @@ struct opts {
         char *listen;
         char *mac_prefix;
         char *log_level;
+        char *agent_listen;
+        char *curve_key;
+        char *authorized_keys;
         uint64_t job_budget_ms;
+        uint64_t lease_ttl_ms;
+        uint64_t grace_ms;
 };
 
 static void usage(FILE *f)
@@ -36,9 +42,20 @@ static void usage(FILE *f)
 "                       be unicast and locally administered (default " DEFAULT_MAC_PREFIX ")\n"
 "  --db-wait-ms N       how long a request waits for an unreachable database before\n"
 "                       it is refused (default 5000)\n"
+"  --agent-listen EP    where agents connect over CurveZMQ, e.g. tcp://0.0.0.0:7100;\n"
+"                       without it lscd accepts no agents\n"
+"  --curve-key FILE     lscd's CurveZMQ secret key, created (0600) if absent; agents\n"
+"                       need its public key (lscd --print-public-key)\n"
+"  --authorized-keys DIR  enrolled agents: one file HOST.pub per host with its Z85\n"
+"                       public key; a key may speak only for its host; re-read when\n"
+"                       an unknown key knocks\n"
+"  --lease-ttl-ms N     an agent's lease after an acknowledged heartbeat (default 10000)\n"
+"  --grace-ms N         added to the lease before a silent host is lost (default 3000)\n"
+"  --print-public-key   print the public key of --curve-key (creating it) and exit\n"
 "  --log-level LEVEL    error, warn, info (default) or debug\n"
 "  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
-"                       db_wait_ms, log_level; command-line options win\n"
+"                       db_wait_ms, log_level, agent_listen, curve_key,\n"
+"                       authorized_keys, lease_ttl_ms, grace_ms; command-line options win\n"
 "  --help, --version\n"
 "\n"
 "lscd applies pending schema migrations at start and refuses a database whose schema\n"
@@ -64,6 +81,26 @@ static int config_entry(void *user, const char *section, const char *name, const
                 fprintf(stderr, "lscd: unknown config section [%s]\n", section);
                 return 0;
         }
+        struct { const char *key; char **dst; } strs[] = {
+                { "agent_listen", &o->agent_listen }, { "curve_key", &o->curve_key },
+                { "authorized_keys", &o->authorized_keys },
+        };
+        struct { const char *key; uint64_t *dst; } nums[] = {
+                { "lease_ttl_ms", &o->lease_ttl_ms }, { "grace_ms", &o->grace_ms },
+        };
+        for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+                if (strcmp(name, strs[i].key) == 0)
+                        return *strs[i].dst ? 1 : set_str(strs[i].dst, value) == 0;
+        for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+                if (strcmp(name, nums[i].key) == 0) {
+                        if (*nums[i].dst)
+                                return 1;
+                        if (lsc_parse_u64(name, value, nums[i].dst) < 0) {
+                                fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                                return 0;
+                        }
+                        return 1;
+                }
         if (strcmp(name, "db") == 0 && !o->db)
                 return set_str(&o->db, value) == 0;
         if (strcmp(name, "listen") == 0 && !o->listen)
@@ -95,6 +132,9 @@ static void opts_free(struct opts *o)
         free(o->listen);
         free(o->mac_prefix);
         free(o->log_level);
+        free(o->agent_listen);
+        free(o->curve_key);
+        free(o->authorized_keys);
 }
 
 int main(int argc, char **argv)
@@ -106,6 +146,12 @@ int main(int argc, char **argv)
                 { "db-wait-ms", required_argument, NULL, 'w' },
                 { "log-level", required_argument, NULL, 'L' },
                 { "config", required_argument, NULL, 'c' },
+                { "agent-listen", required_argument, NULL, 'A' },
+                { "curve-key", required_argument, NULL, 'K' },
+                { "authorized-keys", required_argument, NULL, 'Z' },
+                { "lease-ttl-ms", required_argument, NULL, 'T' },
+                { "grace-ms", required_argument, NULL, 'G' },
+                { "print-public-key", no_argument, NULL, 'P' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -115,6 +161,7 @@ int main(int argc, char **argv)
         enum lsc_log_level level = LSC_LOG_INFO;
         struct loop l;
         int c, r, status = 1;
+        bool print_key = false;
 
         lsc_log_init("lscd");
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -124,6 +171,18 @@ int main(int argc, char **argv)
                 case 'm': set_str(&o.mac_prefix, optarg); break;
                 case 'L': set_str(&o.log_level, optarg); break;
                 case 'c': set_str(&o.config, optarg); break;
+                case 'A': set_str(&o.agent_listen, optarg); break;
+                case 'K': set_str(&o.curve_key, optarg); break;
+                case 'Z': set_str(&o.authorized_keys, optarg); break;
+                case 'P': print_key = true; break;
+                case 'T':
+                case 'G':
+                        if (lsc_parse_u64(c == 'T' ? "--lease-ttl-ms" : "--grace-ms", optarg,
+                                          c == 'T' ? &o.lease_ttl_ms : &o.grace_ms) < 0) {
+                                fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                                goto out_usage;
+                        }
+                        break;
                 case 'w':
                         if (lsc_parse_u64("--db-wait-ms", optarg, &o.job_budget_ms) < 0) {
                                 fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
@@ -154,6 +213,34 @@ int main(int argc, char **argv)
                 goto out_usage;
         }
         lsc_log_threshold = level;
+        if (print_key) {
+                char pub[LSC_Z85_KEY], sec[LSC_Z85_KEY];
+                if (!o.curve_key) {
+                        fprintf(stderr, "lscd: --print-public-key needs --curve-key FILE\n");
+                        goto out_usage;
+                }
+                if (lsc_curve_load_or_create(o.curve_key, NULL, pub, sec) < 0) {
+                        fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EIO));
+                        goto out;
+                }
+                printf("%s\n", pub);
+                status = 0;
+                goto out;
+        }
+        if (o.lease_ttl_ms && (o.lease_ttl_ms < 1000 || o.lease_ttl_ms > 600000)) {
+                fprintf(stderr, "lscd: --lease-ttl-ms %llu out of range: 1000-600000\n",
+                        (unsigned long long)o.lease_ttl_ms);
+                goto out_usage;
+        }
+        if (o.grace_ms > 600000) {
+                fprintf(stderr, "lscd: --grace-ms %llu out of range: 0-600000\n",
+                        (unsigned long long)o.grace_ms);
+                goto out_usage;
+        }
+        if (o.agent_listen && (!o.curve_key || !o.authorized_keys)) {
+                fprintf(stderr, "lscd: --agent-listen needs --curve-key FILE and --authorized-keys DIR\n");
+                goto out_usage;
+        }
         if (!o.db) {
                 fprintf(stderr, "lscd: no database: give --db CONNINFO or db= in the config file\n");
                 goto out_usage;
@@ -166,6 +253,11 @@ int main(int argc, char **argv)
         cfg.cli_endpoint = o.listen ? o.listen : DEFAULT_LISTEN;
         cfg.store.conninfo = o.db;
         cfg.store.job_budget_us = (int64_t)(o.job_budget_ms ? o.job_budget_ms : 5000) * 1000;
+        cfg.agent_endpoint = o.agent_listen;
+        cfg.curve_secret_file = o.curve_key;
+        cfg.authorized_keys_dir = o.authorized_keys;
+        cfg.lease_ttl_us = (int64_t)(o.lease_ttl_ms ? o.lease_ttl_ms : 10000) * 1000;
+        cfg.grace_us = (int64_t)(o.grace_ms ? o.grace_ms : 3000) * 1000;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

@@ -83,6 +83,24 @@ enum server_col {
 
 enum pool_col { PC_ID, PC_NAME, PC_CIDR, PC_GATEWAY, PC_ALLOCATED };
 
+#define HOST_COLS                                                                       \
+        "SELECT h.id, h.uuid::text, h.name, h.liveness, h.admin, h.driver, h.kind,"      \
+        " ARRAY(SELECT l.key FROM jsonb_each_text(h.labels) l ORDER BY l.key),"         \
+        " ARRAY(SELECT l.value FROM jsonb_each_text(h.labels) l ORDER BY l.key),"       \
+        " h.vcpus, h.memory_mib, h.disk_gib, h.alloc_ratio,"                             \
+        " h.used_vcpus, h.used_memory_mib, h.used_disk_gib, h.epoch,"                    \
+        " floor(extract(epoch FROM h.created_at))::bigint,"                             \
+        " coalesce((SELECT array_agg(s.name ORDER BY s.name) FROM servers s"             \
+        "           WHERE s.host_id = h.id)::text, '{}')"                                \
+        " FROM hosts h"
+
+enum host_col {
+        HC_ID, HC_UUID, HC_NAME, HC_LIVENESS, HC_ADMIN, HC_DRIVER, HC_KIND, HC_LABEL_KEYS,
+        HC_LABEL_VALUES,
+        HC_VCPUS, HC_MEMORY, HC_DISK, HC_RATIO, HC_USED_VCPUS, HC_USED_MEMORY, HC_USED_DISK,
+        HC_EPOCH, HC_CREATED, HC_INSTANCES
+};
+
 #define EVENT_COLS                                                                      \
         "SELECT e.id, floor(extract(epoch FROM e.at) * 1000000)::bigint, e.actor, e.kind," \
         " coalesce(e.server_name, ''), coalesce(e.server_uuid::text, ''), e.detail::text" \
@@ -100,6 +118,7 @@ enum stmt {
         ST_POOL_BY_NAME, ST_POOL_BY_ID, ST_POOL_LIST, ST_POOL_FIRST_TWO, ST_POOL_CONTAINING,
         ST_POOL_OVERLAP, ST_POOL_INSERT, ST_POOL_LOCK, ST_POOL_DELETE,
         ST_EVENT_SERVER, ST_EVENT_POOL, ST_EVENT_SEEN, ST_EVENT_LIST_ALL, ST_EVENT_LIST_SERVER,
+        ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
         ST_COUNT
 };
 
@@ -225,6 +244,25 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " OR e.server_uuid = (SELECT uuid FROM servers WHERE name = $1)"
                 " OR e.server_uuid = CASE WHEN $1 ~ '^[0-9a-fA-F-]{36}$' THEN $1::uuid END"
                 " ORDER BY e.id DESC LIMIT $2::integer) t ORDER BY 1"),
+
+        /* first registration creates the host; every registration opens a new session
+         * epoch and refreshes what the agent says (admin state stays the operator's) */
+        S(ST_HOST_REGISTER, true,
+                "INSERT INTO hosts AS h (uuid, name, kind, driver, labels, vcpus, memory_mib,"
+                " disk_gib, alloc_ratio, epoch, registered_at)"
+                " VALUES (gen_random_uuid(), $1, $2, $3, jsonb_object($4::text[], $5::text[]),"
+                " $6::integer, $7::bigint, $8::bigint, $9::double precision, 1, now())"
+                " ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, driver = EXCLUDED.driver,"
+                " labels = EXCLUDED.labels, vcpus = EXCLUDED.vcpus, memory_mib = EXCLUDED.memory_mib,"
+                " disk_gib = EXCLUDED.disk_gib, alloc_ratio = EXCLUDED.alloc_ratio,"
+                " epoch = h.epoch + 1, registered_at = now(), updated_at = now()"
+                " RETURNING h.name"),
+        S(ST_HOST_BY_NAME, true, HOST_COLS " WHERE h.name = $1"),
+        S(ST_HOST_BY_UUID, true, HOST_COLS " WHERE h.uuid = $1::uuid"),
+        S(ST_HOST_LIST, true, HOST_COLS " ORDER BY h.name"),
+        S(ST_EVENT_HOST, false,
+                "INSERT INTO events (actor, kind, host_name, request_id, detail)"
+                " VALUES ($1, $2, $3, $4::uuid, $5::jsonb)"),
 };
 
 /* ---- connection ---------------------------------------------------------- */
@@ -806,13 +844,42 @@ static void reply_reset(struct op *o)
         o->reply = (Lsc__Reply)LSC__REPLY__INIT;
 }
 
+/* Labels from two text[] columns, keys at col and values at col + 1. */
+static int labels_from_row(struct bag *b, const PGresult *res, int row, int col,
+                           Lsc__Label ***ret, size_t *ret_n)
+{
+        char **keys = NULL, **values = NULL;
+        size_t n_keys = 0, n_values = 0;
+        Lsc__Label **labels;
+        int r;
+
+        if ((r = parse_array(b, PQgetvalue(res, row, col), &keys, &n_keys)) < 0 ||
+            (r = parse_array(b, PQgetvalue(res, row, col + 1), &values, &n_values)) < 0)
+                return r;
+        if (n_keys != n_values)
+                return lsc_err_set(-EIO, "labels do not pair up (%zu keys, %zu values)", n_keys, n_values);
+        labels = bag_alloc(b, (n_keys ? n_keys : 1) * sizeof(*labels));
+        if (!labels)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < n_keys; i++) {
+                Lsc__Label *l = bag_alloc(b, sizeof(*l));
+                if (!l)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                lsc__label__init(l);
+                l->key = keys[i];
+                l->value = values[i];
+                labels[i] = l;
+        }
+        *ret = labels;
+        *ret_n = n_keys;
+        return 0;
+}
+
 static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Server **ret)
 {
         struct bag *b = &o->out;
         Lsc__Server *sv = bag_alloc(b, sizeof(*sv));
         Lsc__ServerSpec *sp = bag_alloc(b, sizeof(*sp));
-        char **keys = NULL, **values = NULL;
-        size_t n_keys = 0, n_values = 0;
         int r;
 
         if (!sv || !sp)
@@ -849,24 +916,8 @@ static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Serv
 
         if ((r = parse_array(b, PQgetvalue(res, row, SC_MACS), &sp->macs, &sp->n_macs)) < 0 ||
             (r = parse_array(b, PQgetvalue(res, row, SC_IPS), &sp->ips, &sp->n_ips)) < 0 ||
-            (r = parse_array(b, PQgetvalue(res, row, SC_LABEL_KEYS), &keys, &n_keys)) < 0 ||
-            (r = parse_array(b, PQgetvalue(res, row, SC_LABEL_VALUES), &values, &n_values)) < 0)
+            (r = labels_from_row(b, res, row, SC_LABEL_KEYS, &sp->labels, &sp->n_labels)) < 0)
                 return r;
-        if (n_keys != n_values)
-                return lsc_err_set(-EIO, "labels of server %s do not pair up", sp->name);
-        sp->labels = bag_alloc(b, (n_keys ? n_keys : 1) * sizeof(*sp->labels));
-        if (!sp->labels)
-                return lsc_err_set(-ENOMEM, "out of memory");
-        for (size_t i = 0; i < n_keys; i++) {
-                Lsc__Label *l = bag_alloc(b, sizeof(*l));
-                if (!l)
-                        return lsc_err_set(-ENOMEM, "out of memory");
-                lsc__label__init(l);
-                l->key = keys[i];
-                l->value = values[i];
-                sp->labels[i] = l;
-        }
-        sp->n_labels = n_keys;
         *ret = sv;
         return 0;
 }
@@ -1082,6 +1133,8 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->server_delete ? o->req->server_delete->ref : NULL, "server");
         case LSC__REQUEST__OP_SERVER_GET:
                 return check_ref(o->req->server_get ? o->req->server_get->ref : NULL, "server");
+        case LSC__REQUEST__OP_HOST_GET:
+                return check_ref(o->req->host_get ? o->req->host_get->ref : NULL, "host");
         case LSC__REQUEST__OP_POOL_DELETE:
         case LSC__REQUEST__OP_POOL_GET: {
                 const Lsc__Ref *ref = o->req->op_case == LSC__REQUEST__OP_POOL_GET
@@ -1605,6 +1658,152 @@ static int op_event_list(struct op *o)
 
 /* After a COMMIT whose outcome was unknown but did commit: the reply from the
  * database as it is, without running the change again. */
+/* ---- hosts --------------------------------------------------------------- */
+
+#define HOST_VCPUS_MAX 1048576u
+#define HOST_SIZE_MAX  1073741824ull     /* MiB or GiB */
+
+static int reply_hosts(struct op *o, const PGresult *res)
+{
+        struct bag *b = &o->out;
+        int n = PQntuples(res), r;
+
+        o->reply.hosts = bag_alloc(b, (size_t)(n ? n : 1) * sizeof(Lsc__Host *));
+        if (!o->reply.hosts)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < n; i++) {
+                Lsc__Host *h = bag_alloc(b, sizeof(*h));
+                Lsc__Capacity *cap = bag_alloc(b, sizeof(*cap)), *used = bag_alloc(b, sizeof(*used));
+
+                if (!h || !cap || !used)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                lsc__host__init(h);
+                lsc__capacity__init(cap);
+                lsc__capacity__init(used);
+#define COL(c) bag_strdup(b, PQgetvalue(res, i, (c)))
+                h->uuid = COL(HC_UUID);
+                h->name = COL(HC_NAME);
+                h->liveness = COL(HC_LIVENESS);
+                h->admin = COL(HC_ADMIN);
+                h->driver = COL(HC_DRIVER);
+                h->kind = COL(HC_KIND);
+#undef COL
+                if (!h->uuid || !h->name || !h->liveness || !h->admin || !h->driver || !h->kind)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                cap->has_vcpus = cap->has_memory_mib = cap->has_disk_gib = 1;
+                cap->vcpus = (uint32_t)col_i64(res, i, HC_VCPUS);
+                cap->memory_mib = (uint64_t)col_i64(res, i, HC_MEMORY);
+                cap->disk_gib = (uint64_t)col_i64(res, i, HC_DISK);
+                used->has_vcpus = used->has_memory_mib = used->has_disk_gib = 1;
+                used->vcpus = (uint32_t)col_i64(res, i, HC_USED_VCPUS);
+                used->memory_mib = (uint64_t)col_i64(res, i, HC_USED_MEMORY);
+                used->disk_gib = (uint64_t)col_i64(res, i, HC_USED_DISK);
+                h->capacity = cap;
+                h->used = used;
+                h->has_alloc_ratio = h->has_epoch = h->has_created_at = 1;
+                h->alloc_ratio = strtod(PQgetvalue(res, i, HC_RATIO), NULL);
+                h->epoch = (uint64_t)col_i64(res, i, HC_EPOCH);
+                h->created_at = col_i64(res, i, HC_CREATED);
+                if ((r = labels_from_row(b, res, i, HC_LABEL_KEYS, &h->labels, &h->n_labels)) < 0 ||
+                    (r = parse_array(b, PQgetvalue(res, i, HC_INSTANCES), &h->instances, &h->n_instances)) < 0)
+                        return r;
+                o->reply.hosts[i] = h;
+                o->reply.n_hosts = (size_t)i + 1;
+        }
+        return 0;
+}
+
+static int check_host_register(struct op *o)
+{
+        const Lsc__Register *g = o->req->host_register;
+        const char **keys, **values;
+        int r;
+
+        if (!g || !g->host)
+                return lsc_err_set(-EINVAL, "a registration needs a host name");
+        if ((r = lsc_validate_name("host name", g->host)) < 0)
+                return r;
+        if (!g->driver || (strcmp(g->driver, "libvirt") && strcmp(g->driver, "fake") &&
+                           strcmp(g->driver, "container") && strcmp(g->driver, "metal")))
+                return lsc_err_set(-EINVAL, "host %s: unknown driver", g->host);
+        if (!g->kind || lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, g->kind) < 0)
+                return lsc_err_set(-EINVAL, "host %s: unknown kind", g->host);
+        if (!g->capacity || g->capacity->vcpus > HOST_VCPUS_MAX ||
+            g->capacity->memory_mib > HOST_SIZE_MAX || g->capacity->disk_gib > HOST_SIZE_MAX)
+                return lsc_err_set(-EINVAL, "host %s: capacity missing or out of range", g->host);
+        if (g->has_alloc_ratio && !(g->alloc_ratio > 0 && g->alloc_ratio <= 64))
+                return lsc_err_set(-EINVAL, "host %s: allocation ratio %g out of range: (0, 64]",
+                                   g->host, g->alloc_ratio);
+        if (g->n_labels > MAX_LABELS)
+                return lsc_err_set(-EINVAL, "host %s: at most %d labels", g->host, MAX_LABELS);
+        keys = bag_alloc(&o->in, (g->n_labels + 1) * sizeof(char *));
+        values = bag_alloc(&o->in, (g->n_labels + 1) * sizeof(char *));
+        if (!keys || !values)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < g->n_labels; i++) {
+                keys[i] = g->labels[i]->key ? g->labels[i]->key : "";
+                values[i] = g->labels[i]->value ? g->labels[i]->value : "";
+                if ((r = lsc_validate_label_part("label key", keys[i])) < 0 ||
+                    (r = lsc_validate_label_part("label value", values[i])) < 0)
+                        return r;
+        }
+        o->label_keys = array_literal(&o->in, keys, g->n_labels);
+        o->label_values = array_literal(&o->in, values, g->n_labels);
+        if (!o->label_keys || !o->label_values)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        return 0;
+}
+
+static int op_host_register(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL, *row = NULL;
+        const Lsc__Register *g = o->req->host_register;
+        char vcpus[24], mem[24], disk[24], ratio[32], detail[256];
+        int r;
+
+        u64s(vcpus, sizeof(vcpus), g->capacity->vcpus);
+        u64s(mem, sizeof(mem), g->capacity->memory_mib);
+        u64s(disk, sizeof(disk), g->capacity->disk_gib);
+        snprintf(ratio, sizeof(ratio), "%.17g", g->has_alloc_ratio ? g->alloc_ratio : 1.0);
+        if ((r = Q(o->c, ST_HOST_REGISTER, &res, g->host, g->kind, g->driver, o->label_keys,
+                   o->label_values, vcpus, mem, disk, ratio)) < 0 ||
+            (r = Q(o->c, ST_HOST_BY_NAME, &row, g->host)) < 0)
+                return r;
+        snprintf(detail, sizeof(detail),
+                 "{\"epoch\": %s, \"driver\": \"%s\", \"vcpus\": %s, \"memory_mib\": %s, \"disk_gib\": %s}",
+                 PQgetvalue(row, 0, HC_EPOCH), g->driver, vcpus, mem, disk);
+        if ((r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.register", g->host, o->request_id,
+                   detail)) < 0)
+                return r;
+        return reply_hosts(o, row);
+}
+
+static int op_host_get(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *ref = o->req->host_get->ref;
+        char shown[LSC_SHOW_BUF];
+        uuid_t u;
+        int r;
+
+        r = uuid_parse(ref, u) == 0 ? Q(o->c, ST_HOST_BY_UUID, &res, ref) : Q(o->c, ST_HOST_BY_NAME, &res, ref);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return lsc_err_set(-ENOENT, "host %s not found", show(ref, shown));
+        return reply_hosts(o, res);
+}
+
+static int op_host_list(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        int r;
+
+        if ((r = Q0(o->c, ST_HOST_LIST, &res)) < 0)
+                return r;
+        return reply_hosts(o, res);
+}
+
 static int reread_server(struct op *o)
 {
         reply_reset(o);
@@ -1631,6 +1830,9 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_POOL_LIST, NULL, op_pool_list, NULL, false },
         { LSC__REQUEST__OP_EVENT_LIST, check_event_list, op_event_list, NULL, false },
         { LSC__REQUEST__OP_PING, NULL, NULL, NULL, false },
+        { LSC__REQUEST__OP_HOST_REGISTER, check_host_register, op_host_register, NULL, true },
+        { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
+        { LSC__REQUEST__OP_HOST_LIST, NULL, op_host_list, NULL, false },
 };
 
 /* ---- the transaction helper ---------------------------------------------- */
