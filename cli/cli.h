@@ -92,6 +92,8 @@ int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n)
 int cli_print_pool(const struct cli_opts *o, const Lsc__Pool *p);
 int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n);
 int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n);
+int cli_print_host(const struct cli_opts *o, const Lsc__Host *h);
+int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n);
 /* "2024-05-01T12:00:00.123456Z"; buf >= 32 bytes. */
 void cli_format_time_us(int64_t us, char *buf, size_t len);
 
@@ -99,6 +101,8 @@ void cli_format_time_us(int64_t us, char *buf, size_t len);
 int cli_server(struct cli_opts *o, int argc, char **argv);
 int cli_pool(struct cli_opts *o, int argc, char **argv);
 int cli_events(struct cli_opts *o, int argc, char **argv);
+int cli_host(struct cli_opts *o, int argc, char **argv);
+void cli_host_help(FILE *f);
 void cli_server_help(FILE *f);
 void cli_pool_help(FILE *f);
 void cli_events_help(FILE *f);

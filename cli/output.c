@@ -93,22 +93,21 @@ static char *join(char *const *v, size_t n, const char *sep)
         return s;
 }
 
-static char *join_labels(const Lsc__ServerSpec *sp, const char *sep)
+static char *join_labels(Lsc__Label *const *labels, size_t n, const char *sep)
 {
         size_t len = 1, off = 0;
         char *s;
 
-        for (size_t i = 0; i < sp->n_labels; i++)
-                len += strlen(or_dash(sp->labels[i]->key)) + strlen(or_dash(sp->labels[i]->value)) +
+        for (size_t i = 0; i < n; i++)
+                len += strlen(or_dash(labels[i]->key)) + strlen(or_dash(labels[i]->value)) +
                        1 + strlen(sep);
         s = malloc(len);
         if (!s)
                 return NULL;
         s[0] = '\0';
-        for (size_t i = 0; i < sp->n_labels; i++)
+        for (size_t i = 0; i < n; i++)
                 off += (size_t)snprintf(s + off, len - off, "%s%s=%s", i ? sep : "",
-                                        or_dash(sp->labels[i]->key),
-                                        or_dash(sp->labels[i]->value));
+                                        or_dash(labels[i]->key), or_dash(labels[i]->value));
         return s;
 }
 
@@ -201,7 +200,7 @@ static int server_text(const Lsc__Server *s)
         const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
         _cleanup_free_ char *macs = join(sp->macs, sp->n_macs, ", ");
         _cleanup_free_ char *ips = join(sp->ips, sp->n_ips, ", ");
-        _cleanup_free_ char *labels = join_labels(sp, ", ");
+        _cleanup_free_ char *labels = join_labels(sp->labels, sp->n_labels, ", ");
         char mem[32], disk[32], life[32], t[40];
 
         if (!macs || !ips || !labels)
@@ -553,6 +552,124 @@ int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n)
                     (r = table_add(&t, v[i]->server)) < 0)
                         return r;
                 r = table_add(&t, v[i]->detail);
+        }
+        if (r < 0)
+                return r;
+        table_print(&t);
+        return 0;
+}
+
+/* ---- hosts --------------------------------------------------------------- */
+
+static const Lsc__Capacity empty_capacity = LSC__CAPACITY__INIT;
+
+static json_t *host_json(const Lsc__Host *h)
+{
+        const Lsc__Capacity *cap = h->capacity ? h->capacity : &empty_capacity;
+        const Lsc__Capacity *used = h->used ? h->used : &empty_capacity;
+        json_t *o = json_object(), *labels = json_object();
+        int bad = !o || !labels;
+
+        for (size_t i = 0; !bad && i < h->n_labels; i++)
+                bad |= jset(labels, h->labels[i]->key ? h->labels[i]->key : "", jstr(h->labels[i]->value));
+        if (bad) {
+                json_decref(o);
+                json_decref(labels);
+                return NULL;
+        }
+        bad |= jset(o, "uuid", jstr(h->uuid));
+        bad |= jset(o, "name", jstr(h->name));
+        bad |= jset(o, "liveness", jstr(h->liveness));
+        bad |= jset(o, "admin", jstr(h->admin));
+        bad |= jset(o, "driver", jstr(h->driver));
+        bad |= jset(o, "kind", jstr(h->kind));
+        bad |= jset(o, "labels", labels);
+        bad |= jset(o, "vcpus", json_integer(cap->vcpus));
+        bad |= jset(o, "memory_mib", json_integer((json_int_t)cap->memory_mib));
+        bad |= jset(o, "disk_gib", json_integer((json_int_t)cap->disk_gib));
+        bad |= jset(o, "alloc_ratio", json_real(h->alloc_ratio));
+        bad |= jset(o, "used_vcpus", json_integer(used->vcpus));
+        bad |= jset(o, "used_memory_mib", json_integer((json_int_t)used->memory_mib));
+        bad |= jset(o, "used_disk_gib", json_integer((json_int_t)used->disk_gib));
+        bad |= jset(o, "instances", jstrings(h->instances, h->n_instances));
+        bad |= jset(o, "healthy", json_boolean(h->healthy));
+        bad |= jset(o, "health", jstr(h->health));
+        bad |= jset(o, "epoch", json_integer((json_int_t)h->epoch));
+        bad |= jset(o, "last_seen_ms_ago", h->last_seen_ms_ago >= 0 ? json_integer(h->last_seen_ms_ago)
+                                                                      : json_null());
+        bad |= jset(o, "created_at", jtime_s(h->created_at));
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *host_json_v(const void *p) { return host_json(p); }
+
+int cli_print_host(const struct cli_opts *o, const Lsc__Host *h)
+{
+        const Lsc__Capacity *cap = h->capacity ? h->capacity : &empty_capacity;
+        const Lsc__Capacity *used = h->used ? h->used : &empty_capacity;
+        _cleanup_free_ char *labels = NULL, *instances = NULL;
+        char created[40];
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = host_json(h);
+                return json_print(j);
+        }
+        labels = join_labels(h->labels, h->n_labels, ", ");
+        instances = join(h->instances, h->n_instances, ", ");
+        if (!labels || !instances)
+                return oom();
+        format_time_s(h->created_at, created, sizeof(created));
+        kv("name:", "%s", or_dash(h->name));
+        kv("uuid:", "%s", or_dash(h->uuid));
+        kv("liveness:", "%s", or_dash(h->liveness));
+        kv("admin:", "%s", or_dash(h->admin));
+        kv("healthy:", "%s%s%s", h->healthy ? "yes" : "no", h->health && h->health[0] ? ": " : "",
+           h->health ? h->health : "");
+        kv("driver:", "%s (%s)", or_dash(h->driver), or_dash(h->kind));
+        kv("labels:", "%s", labels[0] ? labels : "-");
+        kv("vcpus:", "%u used of %u x %.2f", used->vcpus, cap->vcpus, h->alloc_ratio);
+        kv("memory:", "%" PRIu64 " MiB used of %" PRIu64 " MiB x %.2f", used->memory_mib,
+           cap->memory_mib, h->alloc_ratio);
+        kv("disk:", "%" PRIu64 " GiB used of %" PRIu64 " GiB", used->disk_gib, cap->disk_gib);
+        kv("instances:", "%s", instances[0] ? instances : "-");
+        kv("epoch:", "%" PRIu64, h->epoch);
+        if (h->last_seen_ms_ago >= 0)
+                kv("last seen:", "%.1f s ago", (double)h->last_seen_ms_ago / 1000.0);
+        else
+                kv("last seen:", "never (by this lscd)");
+        kv("created:", "%s", created);
+        return 0;
+}
+
+int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n)
+{
+        static const char *const head[] = { "NAME", "LIVENESS", "ADMIN", "HEALTHY", "DRIVER",
+                                            "VCPUS", "MEMORY", "INSTANCES" };
+        _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+        int r = 0;
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_list((void *const *)v, n, host_json_v);
+                return json_print(j);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                r = table_add(&t, head[i]);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const Lsc__Host *h = v[i];
+                const Lsc__Capacity *cap = h->capacity ? h->capacity : &empty_capacity;
+                const Lsc__Capacity *used = h->used ? h->used : &empty_capacity;
+
+                if ((r = table_add(&t, h->name)) < 0 || (r = table_add(&t, h->liveness)) < 0 ||
+                    (r = table_add(&t, h->admin)) < 0 || (r = table_add(&t, h->healthy ? "yes" : "no")) < 0 ||
+                    (r = table_add(&t, h->driver)) < 0 ||
+                    (r = table_addf(&t, "%u/%u", used->vcpus, cap->vcpus)) < 0 ||
+                    (r = table_addf(&t, "%" PRIu64 "/%" PRIu64 "MiB", used->memory_mib, cap->memory_mib)) < 0)
+                        return r;
+                r = table_addf(&t, "%zu", h->n_instances);
         }
         if (r < 0)
                 return r;
