@@ -94,6 +94,8 @@ int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n);
 int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n);
 int cli_print_host(const struct cli_opts *o, const Lsc__Host *h);
 int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n);
+int cli_print_group(const struct cli_opts *o, const Lsc__Group *g);
+int cli_print_groups(const struct cli_opts *o, Lsc__Group *const *v, size_t n);
 /* "2024-05-01T12:00:00.123456Z"; buf >= 32 bytes. */
 void cli_format_time_us(int64_t us, char *buf, size_t len);
 
@@ -102,7 +104,12 @@ int cli_server(struct cli_opts *o, int argc, char **argv);
 int cli_pool(struct cli_opts *o, int argc, char **argv);
 int cli_events(struct cli_opts *o, int argc, char **argv);
 int cli_host(struct cli_opts *o, int argc, char **argv);
+/* lifecycle.c: server start|stop [--wait] */
+int cli_server_start(struct cli_opts *o, int argc, char **argv);
+int cli_server_stop(struct cli_opts *o, int argc, char **argv);
 void cli_host_help(FILE *f);
+int cli_group(struct cli_opts *o, int argc, char **argv);
+void cli_group_help(FILE *f);
 void cli_server_help(FILE *f);
 void cli_pool_help(FILE *f);
 void cli_events_help(FILE *f);

@@ -54,15 +54,16 @@ static void help_main(FILE *f)
 "  pool list                                             list pools\n"
 "  pool show NAME                                        show one pool\n"
 "  pool delete NAME                                      delete an unused pool\n"
+"  group create NAME [--policy P] [--max-per-host N]     define a placement group\n"
+"  group list | show NAME | delete NAME                  list, show or delete groups\n"
 "  host list                                             list hosts (registered agents)\n"
 "  host show NAME|UUID                                   show one host\n"
 "  events [--server NAME|UUID] [--limit N]               show the most recent changes\n"
 "  ping                                                  check that lscd answers\n"
-"  help [server|pool|host|events]                        print help\n"
+"  help [server|pool|host|group|events]                  print help\n"
 "\n"
-"'lsc server --help', 'lsc pool --help', 'lsc host --help' and 'lsc events --help'\n"
-"describe every option\n"
-"with its limits and default.\n"
+"'lsc server --help', 'lsc pool --help', 'lsc host --help', 'lsc group --help' and\n"
+"'lsc events --help' describe every option with its limits and default.\n"
 "\n", f);
         cli_help_common(f);
 }
@@ -77,6 +78,8 @@ static void help(const char *topic, FILE *f)
                 cli_events_help(f);
         else if (topic && strcmp(topic, "host") == 0)
                 cli_host_help(f);
+        else if (topic && strcmp(topic, "group") == 0)
+                cli_group_help(f);
         else
                 help_main(f);
 }
@@ -84,7 +87,8 @@ static void help(const char *topic, FILE *f)
 static bool topic_has_help(const char *topic)
 {
         return topic && (strcmp(topic, "server") == 0 || strcmp(topic, "pool") == 0 ||
-                         strcmp(topic, "events") == 0 || strcmp(topic, "host") == 0);
+                         strcmp(topic, "events") == 0 || strcmp(topic, "host") == 0 ||
+                         strcmp(topic, "group") == 0);
 }
 
 int cli_usage(const char *topic, const char *fmt, ...)
@@ -292,6 +296,7 @@ static const struct cli_verb nouns[] = {
         { "server", cli_server },
         { "pool",   cli_pool },
         { "host",   cli_host },
+        { "group",  cli_group },
         { "events", cli_events },
         { "ping",   cmd_ping },
         { "help",   cmd_help },
@@ -308,11 +313,11 @@ static int run(struct cli_opts *o, int argc, char **argv)
                 if ((r = cli_opt_common(o, NULL, c, argv, options)) != 0)
                         return r;
         if (optind >= argc)
-                return cli_usage(NULL, "missing command: server, pool, host, events, ping or help");
+                return cli_usage(NULL, "missing command: server, pool, host, group, events, ping or help");
         for (size_t i = 0; i < ARRAY_SIZE(nouns); i++)
                 if (strcmp(nouns[i].name, argv[optind]) == 0)
                         return nouns[i].run(o, argc - optind, argv + optind);
-        return cli_usage(NULL, "unknown command '%.64s': use server, pool, host, events, ping or help",
+        return cli_usage(NULL, "unknown command '%.64s': use server, pool, host, group, events, ping or help",
                          argv[optind]);
 }
 

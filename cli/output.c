@@ -676,3 +676,79 @@ int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n)
         table_print(&t);
         return 0;
 }
+
+/* ---- placement groups ---------------------------------------------------- */
+
+static json_t *group_json(const Lsc__Group *g)
+{
+        json_t *o = json_object();
+        int bad = !o;
+
+        if (bad)
+                return NULL;
+        bad |= jset(o, "name", jstr(g->name));
+        bad |= jset(o, "policy", jstr(g->policy));
+        /* affinity has no per-host limit */
+        bad |= jset(o, "max_per_host", g->has_max_per_host ? json_integer(g->max_per_host) : json_null());
+        bad |= jset(o, "members", jstrings(g->members, g->n_members));
+        bad |= jset(o, "created_at", jtime_s(g->created_at));
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *group_json_v(const void *p) { return group_json(p); }
+
+int cli_print_group(const struct cli_opts *o, const Lsc__Group *g)
+{
+        _cleanup_free_ char *members = NULL;
+        char created[40];
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = group_json(g);
+                return json_print(j);
+        }
+        members = join(g->members, g->n_members, ", ");
+        if (!members)
+                return oom();
+        format_time_s(g->created_at, created, sizeof(created));
+        kv("name:", "%s", or_dash(g->name));
+        kv("policy:", "%s", or_dash(g->policy));
+        if (g->has_max_per_host)
+                kv("max/host:", "%u", g->max_per_host);
+        else
+                kv("max/host:", "no limit");
+        kv("members:", "%s", members[0] ? members : "-");
+        kv("created:", "%s", g->created_at ? created : "-");
+        return 0;
+}
+
+int cli_print_groups(const struct cli_opts *o, Lsc__Group *const *v, size_t n)
+{
+        static const char *const head[] = { "NAME", "POLICY", "MAX/HOST", "MEMBERS" };
+        _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+        int r = 0;
+
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_list((void *const *)v, n, group_json_v);
+                return json_print(j);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                r = table_add(&t, head[i]);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                if ((r = table_add(&t, v[i]->name)) < 0 || (r = table_add(&t, v[i]->policy)) < 0)
+                        return r;
+                if (v[i]->has_max_per_host)
+                        r = table_addf(&t, "%u", v[i]->max_per_host);
+                else
+                        r = table_add(&t, "-");
+                if (r == 0)
+                        r = table_addf(&t, "%zu", v[i]->n_members);
+        }
+        if (r < 0)
+                return r;
+        table_print(&t);
+        return 0;
+}

@@ -60,6 +60,11 @@ void cli_server_help(FILE *f)
 "  --lifetime DURATION  make it a mayfly: retired and reborn on another host after this\n"
 "                       long. A whole number and one unit s, m, h or d (30s, 168h, 7d),\n"
 "                       at most 3650d (default: none, the server lives until deleted)\n"
+"  --group NAME         join the placement group NAME ('lsc group --help'); it must\n"
+"                       exist (default: none). edit: --group none leaves the group.\n"
+"                       Changing the group of a running server is allowed: it is\n"
+"                       recorded now and applied at the server's next binding; the\n"
+"                       server is not moved.\n"
 "Only with edit:\n"
 "  --name NEW           rename the server (same rules as NAME)\n"
 "  --unlabel KEY        remove the label KEY; repeat for more (at most 64)\n"
@@ -110,6 +115,7 @@ enum {
         OPT_POOL,
         OPT_HOSTNAME,
         OPT_LIFETIME,
+        OPT_GROUP,                       /* placement group */
         OPT_NAME,                        /* edit only */
         OPT_UNLABEL,                     /* edit only */
 };
@@ -126,7 +132,8 @@ enum {
         { "ip",        required_argument, NULL, OPT_IP },                \
         { "pool",      required_argument, NULL, OPT_POOL },              \
         { "hostname",  required_argument, NULL, OPT_HOSTNAME },          \
-        { "lifetime",  required_argument, NULL, OPT_LIFETIME }
+        { "lifetime",  required_argument, NULL, OPT_LIFETIME },          \
+        { "group",     required_argument, NULL, OPT_GROUP }
 
 /* A ServerSpec being filled from options, with storage for what it points to:
  * the strings are copies (normalised where there is a canonical form). */
@@ -142,6 +149,7 @@ struct spec_args {
         char *ip_p[CLI_MAX_ADDRS];
         char *unlabel[CLI_MAX_LABELS];
         size_t n_unlabel;
+        bool clear_group;                /* edit --group none */
 };
 
 static void spec_args_init(struct spec_args *a)
@@ -158,7 +166,8 @@ static bool spec_args_empty(const struct spec_args *a)
 
         return !s->name && !s->kind && !s->has_vcpus && !s->has_memory_mib && !s->has_disk_gib &&
                !s->disk_mode && !s->image && !s->n_labels && !s->n_macs && !s->n_ips &&
-               !s->pool && !s->hostname && !s->has_lifetime_s && !a->n_unlabel;
+               !s->pool && !s->hostname && !s->has_lifetime_s && !a->n_unlabel &&
+               !s->group && !a->clear_group;
 }
 
 static int add_label(struct spec_args *a, const char *arg)
@@ -324,6 +333,18 @@ static int spec_option(struct spec_args *a, int c, char *arg, bool edit)
                 s->has_lifetime_s = 1;
                 s->lifetime_s = v;
                 return 0;
+        case OPT_GROUP:
+                /* "none": no group (create: the default spelled out; edit: leave it) */
+                if (strcmp(arg, "none") == 0) {
+                        s->group = NULL;
+                        a->clear_group = edit;
+                        return 0;
+                }
+                if ((r = lsc_validate_name("group name", arg)) < 0)
+                        return r;
+                s->group = arg;
+                a->clear_group = false;
+                return 0;
         case OPT_NAME:
                 if (!edit)
                         return 1;
@@ -423,6 +444,8 @@ static int server_edit(struct cli_opts *o, int argc, char **argv)
                 edit.has_set_macs = edit.set_macs = 1;
         if (a.spec.n_ips)
                 edit.has_set_ips = edit.set_ips = 1;
+        if (a.clear_group)
+                edit.has_clear_group = edit.clear_group = 1;
         req.op_case = LSC__REQUEST__OP_SERVER_EDIT;
         req.server_edit = &edit;
         if ((r = cli_call(o, &req, &reply)) < 0)
@@ -515,6 +538,8 @@ int cli_server(struct cli_opts *o, int argc, char **argv)
                 { "show",   server_show },
                 { "edit",   server_edit },
                 { "delete", server_delete },
+                { "start",  cli_server_start },
+                { "stop",   cli_server_stop },
         };
 
         return cli_dispatch(o, TOPIC, verbs, ARRAY_SIZE(verbs), argc, argv);

@@ -15,6 +15,7 @@
 #define LSC_NAME_MAX 63
 #define LSC_HOSTNAME_MAX 253
 #define LSC_IMAGE_MAX 1024
+#define LSC_GROUP_MAX_PER_HOST_MAX 1000000u   /* placement groups: members per host */
 
 enum lsc_kind { LSC_KIND_VM, LSC_KIND_CONTAINER, LSC_KIND_METAL, LSC_KIND_COUNT };
 enum lsc_disk_mode { LSC_DISK_EPHEMERAL, LSC_DISK_PERSISTENT, LSC_DISK_MODE_COUNT };

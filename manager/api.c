@@ -9,6 +9,13 @@
 #include "log.h"
 #include "util.h"
 
+/* Requests lscd makes of its own store: a CLI may not send them. */
+static bool internal_op(Lsc__Request__OpCase op)
+{
+        return op == LSC__REQUEST__OP_HOST_REGISTER || op == LSC__REQUEST__OP_LOAD ||
+               op == LSC__REQUEST__OP_BIND || op == LSC__REQUEST__OP_TRANSITION;
+}
+
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env)
 {
         _cleanup_envelope_ Lsc__Envelope *e = env;
@@ -17,10 +24,9 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         struct store_job *job;
         int r;
 
-        if (e->body_case == LSC__ENVELOPE__BODY_REQUEST &&
-            e->request->op_case == LSC__REQUEST__OP_HOST_REGISTER) {
+        if (e->body_case == LSC__ENVELOPE__BODY_REQUEST && internal_op(e->request->op_case)) {
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID,
-                                    "hosts register through lsc-agent, not the CLI");
+                                    "that request is lscd's own, not the CLI's");
                 return;
         }
         if (e->body_case != LSC__ENVELOPE__BODY_REQUEST) {
@@ -100,7 +106,22 @@ void api_complete(struct loop *l, struct store_job *job)
                 loop_agent_registered(l, job);
                 return;
         }
+        if (ctx->origin == API_ORIGIN_RECONCILE) {
+                job->user = TAKE_PTR(ctx);
+                reconcile_job_done(l, job);
+                return;
+        }
         hosts_merge_liveness(l, job->reply);
+        /* start, stop, delete and edit change what the loop must drive */
+        if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
+            job->request->op_case != LSC__REQUEST__OP_SERVER_GET &&
+            job->request->op_case != LSC__REQUEST__OP_SERVER_LIST)
+                reconcile_observe(l, job->reply->servers, job->reply->n_servers);
+        if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
+            (job->request->op_case == LSC__REQUEST__OP_SERVER_CREATE ||
+             job->request->op_case == LSC__REQUEST__OP_SERVER_EDIT ||
+             job->request->op_case == LSC__REQUEST__OP_SERVER_DELETE))
+                l->reconcile.dhcp_dirty = true;          /* MACs, IPs or hostnames changed */
         env.has_seq = 1;
         env.seq = ctx->seq;
         env.body_case = LSC__ENVELOPE__BODY_REPLY;

@@ -5,7 +5,7 @@
 
 /* Who a store job is for: the loop routes its completion by this (first member of
  * every job->user). */
-enum api_origin { API_ORIGIN_CLI, API_ORIGIN_AGENT };
+enum api_origin { API_ORIGIN_CLI, API_ORIGIN_AGENT, API_ORIGIN_RECONCILE };
 
 struct api_ctx {
         enum api_origin origin;

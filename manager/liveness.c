@@ -81,6 +81,7 @@ struct liveness_host *liveness_get(struct liveness *lv, const char *name)
                 return NULL;
         snprintf(h->name, sizeof(h->name), "%s", name);
         h->state = LIVENESS_LOST;        /* until it beats */
+        h->view = -1;
         memmove(lv->hosts + i + 1, lv->hosts + i, (lv->n_hosts - i) * sizeof(*lv->hosts));
         lv->hosts[i] = h;
         lv->n_hosts++;

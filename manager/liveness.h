@@ -29,6 +29,7 @@ struct liveness_host {
         uint64_t memory_used_mib;
         struct liveness_instance *instances;
         size_t n_instances;
+        int64_t view;                    /* index in the scheduler's view, -1 until known */
 };
 
 struct liveness {

@@ -134,6 +134,9 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
         l->started_us = lsc_now_us();
         liveness_init(&l->liveness, l->cfg.lease_ttl_us ? l->cfg.lease_ttl_us : 10000000,
                       l->cfg.grace_us ? l->cfg.grace_us : 3000000);
+        if ((r = reconcile_init(&l->reconcile, l->cfg.seed)) < 0)
+                return lsc_err_set(r, "out of memory");
+        l->reconcile.dhcp_hosts = l->cfg.dhcp_hosts_file;
         if (l->cfg.agent_endpoint && (r = agent_socket_setup(l)) < 0)
                 return r;
         return store_new(l->zctx, &l->cfg.store, &l->store);
@@ -263,6 +266,7 @@ void loop_agent_registered(struct loop *l, struct store_job *job)
                          rp->hosts[0]->capacity->vcpus,
                          (unsigned long long)rp->hosts[0]->capacity->memory_mib);
                 agent_ack(l, &ctx->route, h, 0, false, LSC__STATUS__OK, NULL);
+                reconcile_host_registered(l, h, rp->hosts[0]);
         }
         store_job_free(job);
 }
@@ -282,6 +286,7 @@ static void agent_heartbeat(struct loop *l, const struct lsc_route *route, const
         if (liveness_beat(h, hb, lsc_now_us()) < 0)
                 log_warn("host %s: heartbeat not recorded: out of memory", h->name);
         agent_ack(l, route, h, hb->sent_us, false, LSC__STATUS__OK, NULL);
+        reconcile_heartbeat(l, h);
 }
 
 static void agents_readable(struct loop *l)
@@ -306,12 +311,17 @@ static void agents_readable(struct loop *l)
                 case LSC__ENVELOPE__BODY_HEARTBEAT:
                         agent_heartbeat(l, &route, env);
                         break;
-                case LSC__ENVELOPE__BODY_REPORT:
-                        log_info("host %s: report for %s g%llu: %s", route.peer,
-                                 env->report->uuid ? env->report->uuid : "?",
-                                 (unsigned long long)env->report->generation,
-                                 env->report->ok ? "ok" : (env->report->error ? env->report->error : "failed"));
+                case LSC__ENVELOPE__BODY_REPORT: {
+                        struct liveness_host *h = liveness_find(&l->liveness, route.peer);
+                        log_debug("host %s: report for %s g%llu: %s", route.peer,
+                                  env->report->uuid ? env->report->uuid : "?",
+                                  (unsigned long long)env->report->generation,
+                                  env->report->ok ? "ok" : (env->report->error ? env->report->error : "failed"));
+                        /* a report from a session the host no longer has is stale */
+                        if (h && h->epoch && env->report->has_epoch && env->report->epoch == h->epoch)
+                                reconcile_report(l, h, env->report);
                         break;
+                }
                 default:
                         log_warn("host %s sent a message agents do not send (%d)", route.peer,
                                  (int)env->body_case);
@@ -380,7 +390,10 @@ int loop_run(struct loop *l)
                 now = lsc_now_us();
                 if (now >= next_tick) {
                         liveness_tick(&l->liveness, now);
-                        next_tick = now + 500000;
+                        for (size_t i = 0; i < l->liveness.n_hosts; i++)
+                                reconcile_host_state(l, l->liveness.hosts[i]);
+                        reconcile_tick(l, now);
+                        next_tick = now + 200000;
                 }
         }
         return 0;
@@ -400,6 +413,7 @@ void loop_fini(struct loop *l)
                 zmq_close(l->agents);
         l->agents = NULL;
         auth_fini(&l->auth);
+        reconcile_fini(&l->reconcile);
         liveness_fini(&l->liveness);
         if (l->zctx)
                 zmq_ctx_term(l->zctx);

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include "auth.h"
 #include "liveness.h"
+#include "reconcile.h"
 #include "store.h"
 
 struct loop_config {
@@ -15,6 +16,8 @@ struct loop_config {
         const char *authorized_keys_dir; /* HOST.pub files of the enrolled agents */
         int64_t lease_ttl_us;
         int64_t grace_us;
+        uint64_t seed;                   /* the scheduler's; a run replays from it */
+        const char *dhcp_hosts_file;     /* dnsmasq dhcp-hostsfile kept current; NULL: none */
 };
 
 struct loop {
@@ -26,6 +29,7 @@ struct loop {
         void *agents;                    /* ROUTER for agents (CURVE server) */
         struct auth auth;
         struct liveness liveness;
+        struct reconcile reconcile;
         int64_t started_us;
         int sigfd;
         int inflight;                    /* jobs handed to the store, not yet back */

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "util.h"
 #include "validate.h"
 
 #define DEFAULT_LISTEN "ipc:///run/lsc/lscd.sock"
@@ -24,9 +25,12 @@ struct opts {
         char *agent_listen;
         char *curve_key;
         char *authorized_keys;
+        char *dhcp_hosts;
         uint64_t job_budget_ms;
         uint64_t lease_ttl_ms;
         uint64_t grace_ms;
+        uint64_t seed;
+        bool has_seed;
 };
 
 static void usage(FILE *f)
@@ -52,10 +56,14 @@ static void usage(FILE *f)
 "  --lease-ttl-ms N     an agent's lease after an acknowledged heartbeat (default 10000)\n"
 "  --grace-ms N         added to the lease before a silent host is lost (default 3000)\n"
 "  --print-public-key   print the public key of --curve-key (creating it) and exit\n"
+"  --seed N             the scheduler's random seed, so a run replays (default: random)\n"
+"  --dhcp-hosts FILE    keep FILE a dnsmasq dhcp-hostsfile (MAC,IP,hostname of every\n"
+"                       identity): see docs/network.md\n"
 "  --log-level LEVEL    error, warn, info (default) or debug\n"
 "  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
 "                       db_wait_ms, log_level, agent_listen, curve_key,\n"
-"                       authorized_keys, lease_ttl_ms, grace_ms; command-line options win\n"
+"                       authorized_keys, lease_ttl_ms, grace_ms, dhcp_hosts;\n"
+"                       command-line options win\n"
 "  --help, --version\n"
 "\n"
 "lscd applies pending schema migrations at start and refuses a database whose schema\n"
@@ -83,7 +91,7 @@ static int config_entry(void *user, const char *section, const char *name, const
         }
         struct { const char *key; char **dst; } strs[] = {
                 { "agent_listen", &o->agent_listen }, { "curve_key", &o->curve_key },
-                { "authorized_keys", &o->authorized_keys },
+                { "authorized_keys", &o->authorized_keys }, { "dhcp_hosts", &o->dhcp_hosts },
         };
         struct { const char *key; uint64_t *dst; } nums[] = {
                 { "lease_ttl_ms", &o->lease_ttl_ms }, { "grace_ms", &o->grace_ms },
@@ -135,6 +143,7 @@ static void opts_free(struct opts *o)
         free(o->agent_listen);
         free(o->curve_key);
         free(o->authorized_keys);
+        free(o->dhcp_hosts);
 }
 
 int main(int argc, char **argv)
@@ -152,6 +161,8 @@ int main(int argc, char **argv)
                 { "lease-ttl-ms", required_argument, NULL, 'T' },
                 { "grace-ms", required_argument, NULL, 'G' },
                 { "print-public-key", no_argument, NULL, 'P' },
+                { "seed", required_argument, NULL, 'S' },
+                { "dhcp-hosts", required_argument, NULL, 'D' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -175,6 +186,14 @@ int main(int argc, char **argv)
                 case 'K': set_str(&o.curve_key, optarg); break;
                 case 'Z': set_str(&o.authorized_keys, optarg); break;
                 case 'P': print_key = true; break;
+                case 'D': set_str(&o.dhcp_hosts, optarg); break;
+                case 'S':
+                        if (lsc_parse_u64("--seed", optarg, &o.seed) < 0) {
+                                fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
+                                goto out_usage;
+                        }
+                        o.has_seed = true;
+                        break;
                 case 'T':
                 case 'G':
                         if (lsc_parse_u64(c == 'T' ? "--lease-ttl-ms" : "--grace-ms", optarg,
@@ -258,6 +277,8 @@ int main(int argc, char **argv)
         cfg.authorized_keys_dir = o.authorized_keys;
         cfg.lease_ttl_us = (int64_t)(o.lease_ttl_ms ? o.lease_ttl_ms : 10000) * 1000;
         cfg.grace_us = (int64_t)(o.grace_ms ? o.grace_ms : 3000) * 1000;
+        cfg.seed = o.has_seed ? o.seed : (uint64_t)lsc_wall_us();
+        cfg.dhcp_hosts_file = o.dhcp_hosts;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

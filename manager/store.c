@@ -16,6 +16,7 @@
 #include "err.h"
 #include "log.h"
 #include "schema.h"
+#include "sched.h"                /* sched_policy_names: placement groups */
 #include "store.h"
 #include "util.h"
 #include "validate.h"
@@ -52,17 +53,19 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
         " (SELECT p.name FROM ips i JOIN pools p ON p.id = i.pool_id"                   \
         "   WHERE i.server_uuid = s.uuid ORDER BY i.position LIMIT 1),"                 \
         " coalesce(s.lifetime_s, 0), s.desired, s.state, coalesce(h.name, ''),"         \
-        " s.generation, coalesce(s.group_name, ''),"                                    \
+        " s.generation,"                                                                \
+        " coalesce((SELECT g.name FROM groups g WHERE g.id = s.group_id), ''),"         \
         " floor(extract(epoch FROM s.created_at))::bigint,"                             \
         " floor(extract(epoch FROM s.updated_at))::bigint,"                             \
-        " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0)"                 \
+        " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0),"                \
+        " s.reason, s.failures"                                                         \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"
 
 enum server_col {
         SC_UUID, SC_NAME, SC_KIND, SC_VCPUS, SC_MEMORY, SC_DISK, SC_DISK_MODE, SC_IMAGE,
         SC_HOSTNAME, SC_LABEL_KEYS, SC_LABEL_VALUES, SC_MACS, SC_IPS, SC_POOL, SC_LIFETIME,
         SC_DESIRED, SC_STATE, SC_HOST, SC_GENERATION, SC_GROUP, SC_CREATED, SC_UPDATED,
-        SC_EXPIRES, SC_COUNT
+        SC_EXPIRES, SC_REASON, SC_FAILURES, SC_COUNT
 };
 
 /* What an event records about a server: its persistent attributes. */
@@ -70,7 +73,8 @@ enum server_col {
         "jsonb_build_object('name', s.name, 'kind', s.kind, 'vcpus', s.vcpus,"          \
         " 'memory_mib', s.memory_mib, 'disk_gib', s.disk_gib, 'disk_mode', s.disk_mode," \
         " 'image', s.image, 'hostname', s.hostname, 'labels', s.labels,"                \
-        " 'group', s.group_name, 'lifetime_s', s.lifetime_s, 'desired', s.desired,"     \
+        " 'group', (SELECT g.name FROM groups g WHERE g.id = s.group_id),"              \
+        " 'lifetime_s', s.lifetime_s, 'desired', s.desired,"                            \
         " 'macs', to_jsonb(ARRAY(SELECT m.mac::text FROM macs m"                        \
         "                        WHERE m.server_uuid = s.uuid ORDER BY m.position)),"   \
         " 'ips', to_jsonb(ARRAY(SELECT host(i.ip) FROM ips i"                           \
@@ -108,6 +112,16 @@ enum host_col {
 
 enum event_col { EC_ID, EC_AT, EC_ACTOR, EC_KIND, EC_SERVER, EC_UUID, EC_DETAIL };
 
+/* ---- placement groups: a group row with its members (server names, sorted) ---- */
+#define GROUP_COLS                                                                      \
+        "SELECT g.id, g.name, g.policy, g.max_per_host,"                                \
+        " floor(extract(epoch FROM g.created_at))::bigint,"                             \
+        " ARRAY(SELECT s.name FROM servers s WHERE s.group_id = g.id ORDER BY s.name)"  \
+        " FROM groups g"
+
+enum group_col { GC_ID, GC_NAME, GC_POLICY, GC_MAX_PER_HOST, GC_CREATED, GC_MEMBERS };
+/* ---- end of placement groups ---- */
+
 enum stmt {
         ST_MIG_LOCK, ST_MIG_TABLE, ST_MIG_CURRENT, ST_MIG_RECORD,
         ST_SERVER_BY_NAME, ST_SERVER_BY_UUID, ST_SERVER_LIST,
@@ -119,6 +133,11 @@ enum stmt {
         ST_POOL_OVERLAP, ST_POOL_INSERT, ST_POOL_LOCK, ST_POOL_DELETE,
         ST_EVENT_SERVER, ST_EVENT_POOL, ST_EVENT_SEEN, ST_EVENT_LIST_ALL, ST_EVENT_LIST_SERVER,
         ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
+        ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
+        ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE,
+        /* placement groups */
+        ST_GROUP_BY_NAME, ST_GROUP_BY_ID, ST_GROUP_LIST, ST_GROUP_INSERT, ST_GROUP_LOCK,
+        ST_GROUP_DELETE, ST_GROUP_ID_SHARE, ST_SERVER_SET_GROUP, ST_EVENT_GROUP,
         ST_COUNT
 };
 
@@ -260,9 +279,91 @@ static const struct stmt_def stmts[ST_COUNT] = {
         S(ST_HOST_BY_NAME, true, HOST_COLS " WHERE h.name = $1"),
         S(ST_HOST_BY_UUID, true, HOST_COLS " WHERE h.uuid = $1::uuid"),
         S(ST_HOST_LIST, true, HOST_COLS " ORDER BY h.name"),
+        /* start / stop: desired and the state that follows from it, with a reason */
+        S(ST_SERVER_SET_STATE, false,
+                "UPDATE servers SET desired = $2, state = $3, reason = $4,"
+                " failures = CASE WHEN $5::boolean THEN 0 ELSE failures END, updated_at = now()"
+                " WHERE uuid = $1::uuid"),
+        S(ST_SERVERS_BY_UUIDS, true, SERVER_COLS " WHERE s.uuid = ANY($1::uuid[]) ORDER BY s.name"),
+        /* what the loop's view is rebuilt from: everything not merely defined */
+        S(ST_SERVERS_ACTIVE, true, SERVER_COLS " WHERE s.state <> 'defined' ORDER BY s.name"),
+        /* compare-and-set, set-based: a binding commits only at the generation the
+         * scheduler saw, and bumps it */
+        S(ST_BIND_SERVERS, true,
+                "UPDATE servers s SET host_id = h.id, generation = s.generation + 1,"
+                " state = 'binding', reason = '', bound_at = now(), updated_at = now()"
+                " FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(uuid, gen, host)"
+                " JOIN hosts h ON h.name = r.host"
+                " WHERE s.uuid = r.uuid AND s.generation = r.gen AND s.state = 'pending'"
+                " AND s.desired = 'running'"
+                " RETURNING s.uuid::text, s.host_id, s.vcpus, s.memory_mib, s.disk_gib"),
+        /* reserve per host; a host takes its share of the batch only if all of it fits */
+        S(ST_BIND_RESERVE, true,
+                "UPDATE hosts h SET used_vcpus = h.used_vcpus + b.v, used_memory_mib = h.used_memory_mib + b.m,"
+                " used_disk_gib = h.used_disk_gib + b.d, updated_at = now()"
+                " FROM (SELECT host_id, sum(v)::integer AS v, sum(m)::bigint AS m, sum(d)::bigint AS d"
+                "       FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[])"
+                "            AS x(host_id, v, m, d) GROUP BY host_id) b"
+                " WHERE h.id = b.host_id"
+                " AND h.used_vcpus + b.v <= floor(h.vcpus * h.alloc_ratio)"
+                " AND h.used_memory_mib + b.m <= floor(h.memory_mib * h.alloc_ratio)"
+                " AND h.used_disk_gib + b.d <= h.disk_gib"
+                " RETURNING h.id"),
+        S(ST_BIND_REVERT, false,
+                "UPDATE servers SET host_id = NULL, state = 'pending', reason = $2, updated_at = now()"
+                " WHERE uuid = ANY($1::uuid[]) AND state = 'binding'"),
+        /* one server's state change, only at generation $2 and from states $3 */
+        S(ST_TRANSITION, true,
+                "WITH old AS (SELECT uuid, host_id, vcpus, memory_mib, disk_gib FROM servers"
+                "             WHERE uuid = $1::uuid AND generation = $2::bigint AND state = ANY($3::text[])"
+                "             FOR UPDATE)"
+                " UPDATE servers s SET"
+                "  state = CASE WHEN $7::boolean AND s.failures + 1 >= 3 THEN 'failed' ELSE $4 END,"
+                "  reason = $5, failures = s.failures + CASE WHEN $7::boolean THEN 1 ELSE 0 END,"
+                "  host_id = CASE WHEN $6::boolean THEN NULL ELSE s.host_id END, updated_at = now()"
+                " FROM old WHERE s.uuid = old.uuid"
+                " RETURNING coalesce(old.host_id, 0), old.vcpus, old.memory_mib, old.disk_gib,"
+                "  coalesce((SELECT name FROM hosts WHERE id = old.host_id), '')"),
+        S(ST_HOST_RELEASE, false,
+                "UPDATE hosts SET used_vcpus = greatest(used_vcpus - $2::integer, 0),"
+                " used_memory_mib = greatest(used_memory_mib - $3::bigint, 0),"
+                " used_disk_gib = greatest(used_disk_gib - $4::bigint, 0), updated_at = now()"
+                " WHERE id = $1::bigint"),
+        /* a state change of servers $3 (one event each); the first carries the request id;
+         * $5 names the host when the change just released it */
+        S(ST_EVENT_STATE, false,
+                "INSERT INTO events (actor, kind, server_uuid, server_name, host_name, request_id, detail)"
+                " SELECT $1, $2, s.uuid, s.name, coalesce(h.name, nullif($5, '')),"
+                "  CASE WHEN s.uuid = ($3::uuid[])[1] THEN $4::uuid END,"
+                "  jsonb_build_object('state', s.state, 'generation', s.generation,"
+                "                     'host', coalesce(h.name, nullif($5, '')), 'reason', s.reason)"
+                " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($3::uuid[])"),
         S(ST_EVENT_HOST, false,
                 "INSERT INTO events (actor, kind, host_name, request_id, detail)"
                 " VALUES ($1, $2, $3, $4::uuid, $5::jsonb)"),
+
+        /* ---- placement groups ---- */
+        S(ST_GROUP_BY_NAME, true, GROUP_COLS " WHERE g.name = $1"),
+        S(ST_GROUP_BY_ID, true, GROUP_COLS " WHERE g.id = $1::bigint"),
+        S(ST_GROUP_LIST, true, GROUP_COLS " ORDER BY g.name"),
+        S(ST_GROUP_INSERT, true,
+                "INSERT INTO groups (name, policy, max_per_host) VALUES ($1, $2, $3::integer)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id"),
+        /* delete: members are counted after this lock, by a statement that sees them */
+        S(ST_GROUP_LOCK, true, "SELECT id FROM groups WHERE name = $1 FOR UPDATE"),
+        S(ST_GROUP_DELETE, false, "DELETE FROM groups WHERE id = $1::bigint"),
+        /* joining: the group cannot be deleted under us until we commit */
+        S(ST_GROUP_ID_SHARE, true, "SELECT id FROM groups WHERE name = $1 FOR KEY SHARE"),
+        /* $2 NULL leaves the group; updated_at moves only when the group does */
+        S(ST_SERVER_SET_GROUP, false,
+                "UPDATE servers SET group_id = $2::bigint, updated_at = now()"
+                " WHERE uuid = $1::uuid AND group_id IS DISTINCT FROM $2::bigint"),
+        S(ST_EVENT_GROUP, false,
+                "INSERT INTO events (actor, kind, request_id, detail)"
+                " SELECT $1, $2, $4::uuid, jsonb_build_object('name', g.name, 'policy', g.policy,"
+                "        'max_per_host', CASE WHEN g.policy = 'anti-affinity' THEN g.max_per_host END)"
+                " FROM groups g WHERE g.id = $3::bigint"),
+        /* ---- end of placement groups ---- */
 };
 
 /* ---- connection ---------------------------------------------------------- */
@@ -821,6 +922,11 @@ struct op {
         struct lsc_ip gateway;
         bool has_gateway;
         unsigned limit;
+        /* placement groups */
+        const char *group;               /* the group to join; NULL: none (create), unchanged (edit) */
+        bool clear_group;                /* edit: leave the group */
+        const char *group_policy;        /* group create */
+        char group_max[16];
 };
 
 static const char *show(const char *s, char buf[LSC_SHOW_BUF])
@@ -875,6 +981,9 @@ static int labels_from_row(struct bag *b, const PGresult *res, int row, int col,
         return 0;
 }
 
+static int reply_hosts(struct op *o, const PGresult *res);
+static int stop_locked(struct op *o, const PGresult *cur, const char *desired, const char *kind);
+
 static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Server **ret)
 {
         struct bag *b = &o->out;
@@ -910,8 +1019,12 @@ static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Serv
         sv->created_at = col_i64(res, row, SC_CREATED);
         sv->updated_at = col_i64(res, row, SC_UPDATED);
         sv->expires_at = col_i64(res, row, SC_EXPIRES);
+        sv->reason = bag_strdup(b, PQgetvalue(res, row, SC_REASON));
+        sv->has_failures = 1;
+        sv->failures = (uint32_t)col_i64(res, row, SC_FAILURES);
         if (!sv->uuid || !sp->name || !sp->kind || !sp->disk_mode || !sp->image ||
-            !sp->hostname || !sp->pool || !sv->desired || !sv->state || !sv->host || !sv->group)
+            !sp->hostname || !sp->pool || !sv->desired || !sv->state || !sv->host || !sv->group ||
+            !sv->reason)
                 return lsc_err_set(-ENOMEM, "out of memory");
 
         if ((r = parse_array(b, PQgetvalue(res, row, SC_MACS), &sp->macs, &sp->n_macs)) < 0 ||
@@ -1022,6 +1135,9 @@ static int check_spec(struct op *o, const Lsc__ServerSpec *s, bool create)
                 return r;
         if (s->pool && (r = lsc_validate_name("pool name", s->pool)) < 0)
                 return r;
+        if (s->group && s->group[0] && (r = lsc_validate_name("group name", s->group)) < 0)
+                return r;
+        o->group = s->group && s->group[0] ? s->group : NULL;   /* placement group */
         o->lifetime_set = s->has_lifetime_s;
         if (s->has_lifetime_s && s->lifetime_s > 0) {
                 if ((r = lsc_validate_lifetime_s(s->lifetime_s)) < 0)
@@ -1123,6 +1239,10 @@ static int check_server_edit(struct op *o)
         o->set_labels = (e->has_set_labels && e->set_labels) || s->n_labels > 0;
         o->set_macs = (e->has_set_macs && e->set_macs) || s->n_macs > 0;
         o->set_ips = (e->has_set_ips && e->set_ips) || s->n_ips > 0 || s->pool;
+        o->clear_group = e->has_clear_group && e->clear_group;
+        if (o->clear_group && o->group)
+                return lsc_err_set(-EINVAL, "a server cannot both join group %s and leave its group",
+                                   o->group);
         return 0;
 }
 
@@ -1135,6 +1255,10 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->server_get ? o->req->server_get->ref : NULL, "server");
         case LSC__REQUEST__OP_HOST_GET:
                 return check_ref(o->req->host_get ? o->req->host_get->ref : NULL, "host");
+        case LSC__REQUEST__OP_SERVER_START:
+                return check_ref(o->req->server_start ? o->req->server_start->ref : NULL, "server");
+        case LSC__REQUEST__OP_SERVER_STOP:
+                return check_ref(o->req->server_stop ? o->req->server_stop->ref : NULL, "server");
         case LSC__REQUEST__OP_POOL_DELETE:
         case LSC__REQUEST__OP_POOL_GET: {
                 const Lsc__Ref *ref = o->req->op_case == LSC__REQUEST__OP_POOL_GET
@@ -1389,6 +1513,207 @@ static int event_pool(struct op *o, const char *kind, const char *pool_id)
         return 0;
 }
 
+/* ---- placement groups ------------------------------------------------------
+ * A group is a named placement rule that servers join: anti-affinity (at most
+ * max_per_host members on one host, default 1) or affinity (members go only where
+ * members already run). max_per_host means nothing for affinity: giving one is
+ * refused, and the row stores LSC_GROUP_MAX_PER_HOST_MAX (no limit); replies and
+ * events leave it out. Joining or leaving is a change of record only: placement
+ * applies the group at the server's next binding, and never moves a running one. */
+
+static int group_name_check(const char *name)
+{
+        int r;
+
+        if ((r = lsc_validate_name("group name", name)) < 0)
+                return r;
+        if (strcmp(name, "none") == 0)
+                return lsc_err_set(-EINVAL, "group name \"none\" is reserved: it means no group");
+        return 0;
+}
+
+static int check_group_create(struct op *o)
+{
+        const Lsc__GroupCreate *g = o->req->group_create;
+        char shown[LSC_SHOW_BUF];
+        uint32_t max = 1;
+        int policy = SCHED_POLICY_ANTI_AFFINITY, r;
+
+        if (!g || !g->name || !g->name[0])
+                return lsc_err_set(-EINVAL, "a group needs a name");
+        if ((r = group_name_check(g->name)) < 0)
+                return r;
+        if (g->policy && g->policy[0] &&
+            (policy = lsc_enum_parse(sched_policy_names, SCHED_POLICY_COUNT, g->policy)) < 0)
+                return lsc_err_set(-EINVAL, "unknown group policy \"%s\": use anti-affinity or affinity",
+                                   show(g->policy, shown));
+        if (policy == SCHED_POLICY_AFFINITY) {
+                if (g->has_max_per_host)
+                        return lsc_err_set(-EINVAL, "max per host applies to anti-affinity groups only");
+                max = LSC_GROUP_MAX_PER_HOST_MAX;
+        } else if (g->has_max_per_host) {
+                if (g->max_per_host < 1 || g->max_per_host > LSC_GROUP_MAX_PER_HOST_MAX)
+                        return lsc_err_set(-EINVAL, "max per host %u out of range: 1-%u",
+                                           g->max_per_host, LSC_GROUP_MAX_PER_HOST_MAX);
+                max = g->max_per_host;
+        }
+        o->group_policy = sched_policy_names[policy];
+        snprintf(o->group_max, sizeof(o->group_max), "%u", max);
+        return 0;
+}
+
+static int check_group_ref(struct op *o)
+{
+        const Lsc__Ref *ref = o->req->op_case == LSC__REQUEST__OP_GROUP_GET
+                              ? o->req->group_get : o->req->group_delete;
+
+        if (!ref || !ref->ref || !ref->ref[0])
+                return lsc_err_set(-EINVAL, "which group? give its name");
+        return lsc_validate_name("group name", ref->ref);
+}
+
+/* Appends every row of a GROUP_COLS result to the reply. */
+static int reply_groups(struct op *o, const PGresult *res)
+{
+        struct bag *b = &o->out;
+        int n = PQntuples(res), r;
+
+        o->reply.groups = bag_alloc(b, (size_t)(n ? n : 1) * sizeof(Lsc__Group *));
+        if (!o->reply.groups)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < n; i++) {
+                Lsc__Group *g = bag_alloc(b, sizeof(*g));
+
+                if (!g)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                lsc__group__init(g);
+                g->name = bag_strdup(b, PQgetvalue(res, i, GC_NAME));
+                g->policy = bag_strdup(b, PQgetvalue(res, i, GC_POLICY));
+                if (!g->name || !g->policy)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                if (strcmp(g->policy, "anti-affinity") == 0) {
+                        g->has_max_per_host = 1;
+                        g->max_per_host = (uint32_t)col_i64(res, i, GC_MAX_PER_HOST);
+                }
+                g->has_created_at = 1;
+                g->created_at = col_i64(res, i, GC_CREATED);
+                if ((r = parse_array(b, PQgetvalue(res, i, GC_MEMBERS), &g->members, &g->n_members)) < 0)
+                        return r;
+                o->reply.groups[i] = g;
+                o->reply.n_groups = (size_t)i + 1;
+        }
+        return 0;
+}
+
+static int event_group(struct op *o, const char *kind, const char *group_id)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        int r;
+
+        if ((r = Q(o->c, ST_EVENT_GROUP, &res, o->actor, kind, group_id, o->request_id)) < 0)
+                return r;
+        if (strcmp(PQcmdTuples(res), "1") != 0)
+                return lsc_err_set(-EIO, "%s: no event written for group %s", kind, group_id);
+        return 0;
+}
+
+/* Server create and edit: joins o->group, or leaves the group with clear_group. */
+static int server_group_apply(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        char shown[LSC_SHOW_BUF];
+        int r;
+
+        if (o->clear_group)
+                return Q(o->c, ST_SERVER_SET_GROUP, NULL, o->uuid, NULL);
+        if (!o->group)
+                return 0;
+        if ((r = Q(o->c, ST_GROUP_ID_SHARE, &res, o->group)) < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return lsc_err_set(-ENOENT, "group %s not found", show(o->group, shown));
+        return Q(o->c, ST_SERVER_SET_GROUP, NULL, o->uuid, PQgetvalue(res, 0, 0));
+}
+
+static int op_group_create(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL, *row = NULL;
+        const Lsc__GroupCreate *g = o->req->group_create;
+        char id[24];
+        int r;
+
+        if ((r = Q(o->c, ST_GROUP_INSERT, &res, g->name, o->group_policy, o->group_max)) < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return lsc_err_set(-EEXIST, "group %s already exists", g->name);
+        snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+        if ((r = event_group(o, "group.create", id)) < 0 || (r = Q(o->c, ST_GROUP_BY_ID, &row, id)) < 0)
+                return r;
+        return reply_groups(o, row);
+}
+
+static int op_group_delete(struct op *o)
+{
+        _cleanup_pgres_ PGresult *lock = NULL, *res = NULL;
+        const char *name = o->req->group_delete->ref;
+        const Lsc__Group *g;
+        char shown[LSC_SHOW_BUF], id[24], names[400] = "";
+        size_t off = 0;
+        int r;
+
+        if ((r = Q(o->c, ST_GROUP_LOCK, &lock, name)) < 0)
+                return r;
+        if (PQntuples(lock) != 1)
+                return lsc_err_set(-ENOENT, "group %s not found", show(name, shown));
+        snprintf(id, sizeof(id), "%s", PQgetvalue(lock, 0, 0));
+        /* a new statement: it sees members that joined while we waited for the lock */
+        if ((r = Q(o->c, ST_GROUP_BY_ID, &res, id)) < 0 || (r = reply_groups(o, res)) < 0)
+                return r;
+        if (o->reply.n_groups != 1)
+                return lsc_err_set(-ENOENT, "group %s not found", show(name, shown));
+        g = o->reply.groups[0];
+        if (g->n_members > 0) {
+                for (size_t i = 0; i < g->n_members && i < 5; i++)
+                        off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+                                                i ? ", " : "", g->members[i]);
+                return lsc_err_set(-EBUSY, "group %s still has %zu member%s (%s%s)", name,
+                                   g->n_members, g->n_members == 1 ? "" : "s", names,
+                                   g->n_members > 5 ? ", ..." : "");
+        }
+        if ((r = event_group(o, "group.delete", id)) < 0)
+                return r;
+        r = Q(o->c, ST_GROUP_DELETE, NULL, id);
+        if (r == -EBUSY)         /* a server joined after our count */
+                return lsc_err_set(-EBUSY, "group %s still has members", name);
+        return r;
+}
+
+static int op_group_get(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *name = o->req->group_get->ref;
+        char shown[LSC_SHOW_BUF];
+        int r;
+
+        if ((r = Q(o->c, ST_GROUP_BY_NAME, &res, name)) < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return lsc_err_set(-ENOENT, "group %s not found", show(name, shown));
+        return reply_groups(o, res);
+}
+
+static int op_group_list(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        int r;
+
+        if ((r = Q0(o->c, ST_GROUP_LIST, &res)) < 0)
+                return r;
+        return reply_groups(o, res);
+}
+
+/* ---- end of placement groups --------------------------------------------- */
+
 static int op_server_create(struct op *o)
 {
         _cleanup_pgres_ PGresult *res = NULL;
@@ -1410,7 +1735,8 @@ static int op_server_create(struct op *o)
                 return r;
         if (PQntuples(res) == 0)
                 return lsc_err_set(-EEXIST, "server %s already exists", s->name);
-        if ((r = macs_assign(o)) < 0 || (r = ips_assign(o)) < 0 ||
+        if ((r = server_group_apply(o)) < 0 ||         /* placement group */
+            (r = macs_assign(o)) < 0 || (r = ips_assign(o)) < 0 ||
             (r = event_server(o, "server.create", NULL)) < 0)
                 return r;
         return reply_server_by_uuid(o);
@@ -1478,6 +1804,8 @@ static int op_server_edit(struct op *o)
         if (o->set_ips &&
             ((r = Q(o->c, ST_IP_DELETE_SERVER, NULL, o->uuid)) < 0 || (r = ips_assign(o)) < 0))
                 return r;
+        if ((r = server_group_apply(o)) < 0)            /* placement group */
+                return r;
         if ((r = event_server(o, "server.edit", PQgetvalue(before, 0, 0))) < 0)
                 return r;
         return reply_server_by_uuid(o);
@@ -1492,13 +1820,253 @@ static int op_server_delete(struct op *o)
         if ((r = server_lock(o, o->req->server_delete->ref, &cur)) < 0)
                 return r;
         state = PQgetvalue(cur, 0, 3);
-        if (strcmp(state, "defined") != 0 && strcmp(state, "failed") != 0)
-                return lsc_err_set(-EBUSY, "server %s is %s: stop it before deleting it",
-                                   PQgetvalue(cur, 0, 1), state);
+        /* something may run: stop it first; the loop deletes the row once the
+         * destroy is acknowledged */
+        if (strcmp(state, "defined") != 0 && strcmp(state, "failed") != 0 && strcmp(state, "pending") != 0)
+                return stop_locked(o, cur, "deleted", "server.delete-requested");
         /* the reply shows what was deleted; the event keeps name and uuid */
         if ((r = reply_server_by_uuid(o)) < 0 || (r = event_server(o, "server.delete", NULL)) < 0)
                 return r;
         return Q(o->c, ST_SERVER_DELETE, NULL, o->uuid);   /* MACs and IPs go by cascade */
+}
+
+/* ---- bindings: start, stop, bind, transitions, the view at start ----------- */
+
+#define BIND_BATCH_MAX 10000
+
+/* Events of one state change for the servers in uuids (a text[] literal). */
+static int event_state(struct op *o, const char *kind, const char *uuids, const char *host)
+{
+        return Q(o->c, ST_EVENT_STATE, NULL, o->actor, kind, uuids, o->request_id, host ? host : "");
+}
+
+static int reply_servers_by_uuids(struct op *o, const char *uuids)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        int r;
+
+        if ((r = Q(o->c, ST_SERVERS_BY_UUIDS, &res, uuids)) < 0)
+                return r;
+        return reply_servers(o, res);
+}
+
+static const char *one_uuid(struct op *o)
+{
+        const char *v[] = { o->uuid };
+        return array_literal(&o->in, v, 1);
+}
+
+/* start: defined or failed -> pending; anything on its way up stays as it is. */
+static int op_server_start(struct op *o)
+{
+        _cleanup_pgres_ PGresult *cur = NULL;
+        const char *state, *uuids;
+        int r;
+
+        if ((r = server_lock(o, o->req->server_start->ref, &cur)) < 0)
+                return r;
+        if (!(uuids = one_uuid(o)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        state = PQgetvalue(cur, 0, 3);
+        if (!strcmp(state, "defined") || !strcmp(state, "failed"))
+                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, "running", "pending", "waiting for a host", "true");
+        else if (!strcmp(state, "lost") || !strcmp(state, "fencing"))
+                return lsc_err_set(-EBUSY, "server %s is %s: it comes back by itself once its host is fenced",
+                                   PQgetvalue(cur, 0, 1), state);
+        else    /* pending, binding, running: already on its way; stopping: comes back up */
+                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, "running", state, "", "false");
+        if (r < 0 || (r = event_state(o, "server.start", uuids, NULL)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, uuids);
+}
+
+/* stop (and delete of a bound server): pending -> defined at once; binding and
+ * running -> stopping, and the loop destroys the instance; the rest is there already. */
+static int stop_locked(struct op *o, const PGresult *cur, const char *desired, const char *kind)
+{
+        const char *state = PQgetvalue(cur, 0, 3), *uuids = one_uuid(o);
+        int r;
+
+        if (!uuids)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if (!strcmp(state, "binding") || !strcmp(state, "running") || !strcmp(state, "stopping"))
+                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, desired, "stopping", "stop requested", "false");
+        else if (!strcmp(state, "lost") || !strcmp(state, "fencing"))
+                return lsc_err_set(-EBUSY, "server %s is %s: wait until its host is fenced",
+                                   PQgetvalue(cur, 0, 1), state);
+        else    /* defined, pending, failed: nothing runs */
+                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, desired, "defined", "", "false");
+        if (r < 0 || (r = event_state(o, kind, uuids, NULL)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, uuids);
+}
+
+static int op_server_stop(struct op *o)
+{
+        _cleanup_pgres_ PGresult *cur = NULL;
+        int r;
+
+        if ((r = server_lock(o, o->req->server_stop->ref, &cur)) < 0)
+                return r;
+        return stop_locked(o, cur, "stopped", "server.stop");
+}
+
+static int check_bind(struct op *o)
+{
+        const Lsc__Bind *b = o->req->bind;
+
+        if (!b || b->n_bindings == 0 || b->n_bindings > BIND_BATCH_MAX)
+                return lsc_err_set(-EINVAL, "a bind batch holds 1-%d bindings", BIND_BATCH_MAX);
+        for (size_t i = 0; i < b->n_bindings; i++) {
+                const Lsc__Binding *x = b->bindings[i];
+                uuid_t u;
+                if (!x->uuid || uuid_parse(x->uuid, u) != 0 || !x->host ||
+                    lsc_validate_name("host name", x->host) < 0)
+                        return lsc_err_set(-EINVAL, "binding %zu is malformed", i);
+        }
+        return 0;
+}
+
+/* The set-based compare-and-set: servers at the generation the scheduler saw move to
+ * binding (generation + 1); each host then takes its share only if all of it fits
+ * its allocatable capacity; servers of hosts that did not fit go back to pending. */
+static int op_bind(struct op *o)
+{
+        _cleanup_pgres_ PGresult *bound = NULL, *fit = NULL;
+        const Lsc__Bind *b = o->req->bind;
+        size_t n = b->n_bindings, nb;
+        const char **uuids = bag_alloc(&o->in, n * sizeof(char *)), **gens = bag_alloc(&o->in, n * sizeof(char *)),
+                   **hosts = bag_alloc(&o->in, n * sizeof(char *));
+        const char *all, **hid, **v, **m, **d, **back;
+        size_t nback = 0;
+        int r;
+
+        if (!uuids || !gens || !hosts)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                char *g = bag_alloc(&o->in, 24);
+                if (!g)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                u64s(g, 24, b->bindings[i]->generation);
+                uuids[i] = b->bindings[i]->uuid;
+                gens[i] = g;
+                hosts[i] = b->bindings[i]->host;
+        }
+        if (!(all = array_literal(&o->in, uuids, n)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_BIND_SERVERS, &bound, all, array_literal(&o->in, gens, n),
+                   array_literal(&o->in, hosts, n))) < 0)
+                return r;
+        nb = (size_t)PQntuples(bound);
+        if (nb > 0) {
+                hid = bag_alloc(&o->in, nb * sizeof(char *));
+                v = bag_alloc(&o->in, nb * sizeof(char *));
+                m = bag_alloc(&o->in, nb * sizeof(char *));
+                d = bag_alloc(&o->in, nb * sizeof(char *));
+                back = bag_alloc(&o->in, nb * sizeof(char *));
+                if (!hid || !v || !m || !d || !back)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                for (size_t i = 0; i < nb; i++) {
+                        hid[i] = PQgetvalue(bound, (int)i, 1);
+                        v[i] = PQgetvalue(bound, (int)i, 2);
+                        m[i] = PQgetvalue(bound, (int)i, 3);
+                        d[i] = PQgetvalue(bound, (int)i, 4);
+                }
+                if ((r = Q(o->c, ST_BIND_RESERVE, &fit, array_literal(&o->in, hid, nb),
+                           array_literal(&o->in, v, nb), array_literal(&o->in, m, nb),
+                           array_literal(&o->in, d, nb))) < 0)
+                        return r;
+                for (size_t i = 0; i < nb; i++) {
+                        bool ok = false;
+                        for (int j = 0; j < PQntuples(fit) && !ok; j++)
+                                ok = !strcmp(PQgetvalue(fit, j, 0), hid[i]);
+                        if (!ok)
+                                back[nback++] = PQgetvalue(bound, (int)i, 0);
+                }
+                if (nback > 0 &&
+                    (r = Q(o->c, ST_BIND_REVERT, NULL, array_literal(&o->in, back, nback),
+                           "the chosen host had no room left; placing again")) < 0)
+                        return r;
+        }
+        /* one event per binding that committed; the first carries the request id */
+        if ((r = event_state(o, "server.binding", all, NULL)) < 0)
+                return r;
+        if ((r = reply_servers_by_uuids(o, all)) < 0)
+                return r;
+        for (size_t i = 0; i < o->reply.n_servers; i++)
+                if (strcmp(o->reply.servers[i]->state, "binding") != 0) {
+                        char **nr = bag_alloc(&o->out, (o->reply.n_refused + 1) * sizeof(char *));
+                        if (!nr)
+                                return lsc_err_set(-ENOMEM, "out of memory");
+                        if (o->reply.n_refused)
+                                memcpy(nr, o->reply.refused, o->reply.n_refused * sizeof(char *));
+                        nr[o->reply.n_refused++] = o->reply.servers[i]->uuid;
+                        o->reply.refused = nr;
+                }
+        return 0;
+}
+
+static int check_transition(struct op *o)
+{
+        static const char *const states[] = { "defined", "pending", "binding", "running", "stopping",
+                                              "lost", "fencing", "failed", "deleted" };
+        const Lsc__Transition *t = o->req->transition;
+        bool known = false;
+        uuid_t u;
+
+        if (!t || !t->uuid || uuid_parse(t->uuid, u) != 0 || !t->to || !t->kind || t->n_from == 0)
+                return lsc_err_set(-EINVAL, "malformed transition");
+        for (size_t i = 0; i < ARRAY_SIZE(states); i++)
+                known |= !strcmp(states[i], t->to);
+        if (!known)
+                return lsc_err_set(-EINVAL, "transition to an unknown state");
+        snprintf(o->uuid, sizeof(o->uuid), "%s", t->uuid);
+        return 0;
+}
+
+/* One server's state change at generation g from the given states; a stale one
+ * (another generation or state) changes nothing and replies the server as it is. */
+static int op_transition(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        const Lsc__Transition *t = o->req->transition;
+        const char *uuids = one_uuid(o), *from, *to = strcmp(t->to, "deleted") ? t->to : "stopping";
+        char gen[24], host[64] = "";
+        int r;
+
+        u64s(gen, sizeof(gen), t->generation);
+        if (!uuids || !(from = array_literal(&o->in, (const char *const *)t->from, t->n_from)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_TRANSITION, &res, o->uuid, gen, from, to, t->reason ? t->reason : "",
+                   t->release ? "true" : "false", t->failure ? "true" : "false")) < 0)
+                return r;
+        if (PQntuples(res) == 1) {
+                snprintf(host, sizeof(host), "%s", PQgetvalue(res, 0, 4));
+                if (t->release && strcmp(PQgetvalue(res, 0, 0), "0") != 0 &&
+                    (r = Q(o->c, ST_HOST_RELEASE, NULL, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                           PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3))) < 0)
+                        return r;
+                if ((r = event_state(o, t->kind, uuids, host)) < 0)
+                        return r;
+                if (!strcmp(t->to, "deleted")) {
+                        if ((r = reply_servers_by_uuids(o, uuids)) < 0 ||
+                            (r = event_server(o, "server.delete", NULL)) < 0)
+                                return r;
+                        return Q(o->c, ST_SERVER_DELETE, NULL, o->uuid);
+                }
+        }
+        return reply_servers_by_uuids(o, uuids);
+}
+
+static int op_load(struct op *o)
+{
+        _cleanup_pgres_ PGresult *servers = NULL, *hosts = NULL;
+        int r;
+
+        if ((r = Q0(o->c, ST_SERVERS_ACTIVE, &servers)) < 0 || (r = Q0(o->c, ST_HOST_LIST, &hosts)) < 0 ||
+            (r = reply_servers(o, servers)) < 0)
+                return r;
+        return reply_hosts(o, hosts);
 }
 
 static int op_server_get(struct op *o)
@@ -1831,8 +2399,18 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_EVENT_LIST, check_event_list, op_event_list, NULL, false },
         { LSC__REQUEST__OP_PING, NULL, NULL, NULL, false },
         { LSC__REQUEST__OP_HOST_REGISTER, check_host_register, op_host_register, NULL, true },
+        { LSC__REQUEST__OP_SERVER_START, check_ref_op, op_server_start, NULL, true },
+        { LSC__REQUEST__OP_SERVER_STOP, check_ref_op, op_server_stop, NULL, true },
+        { LSC__REQUEST__OP_BIND, check_bind, op_bind, NULL, true },
+        { LSC__REQUEST__OP_TRANSITION, check_transition, op_transition, NULL, true },
+        { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },
         { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
         { LSC__REQUEST__OP_HOST_LIST, NULL, op_host_list, NULL, false },
+        /* placement groups */
+        { LSC__REQUEST__OP_GROUP_CREATE, check_group_create, op_group_create, NULL, true },
+        { LSC__REQUEST__OP_GROUP_DELETE, check_group_ref, op_group_delete, NULL, true },
+        { LSC__REQUEST__OP_GROUP_GET, check_group_ref, op_group_get, NULL, false },
+        { LSC__REQUEST__OP_GROUP_LIST, NULL, op_group_list, NULL, false },
 };
 
 /* ---- the transaction helper ---------------------------------------------- */

@@ -1528,6 +1528,240 @@ static void store_thread_rides_out_a_postgres_restart(void **state)
         assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers"), 1);
 }
 
+/* ---- placement groups ------------------------------------------------------------ */
+
+static struct store_job *pgroup_create(struct fx *f, const char *name, const char *policy, uint32_t max)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__GroupCreate g = LSC__GROUP_CREATE__INIT;
+
+        g.name = (char *)name;
+        g.policy = (char *)policy;
+        g.has_max_per_host = max > 0;
+        g.max_per_host = max;
+        r.op_case = LSC__REQUEST__OP_GROUP_CREATE;
+        r.group_create = &g;
+        return run_on(f->c, &r);
+}
+
+static void pgroup_ok(struct fx *f, const char *name, const char *policy, uint32_t max)
+{
+        struct store_job *job = pgroup_create(f, name, policy, max);
+
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+}
+
+static struct store_job *pgroup_ref(struct fx *f, Lsc__Request__OpCase op, const char *name)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Ref rf = LSC__REF__INIT;
+
+        rf.ref = (char *)name;
+        r.op_case = op;
+        if (op == LSC__REQUEST__OP_GROUP_GET)
+                r.group_get = &rf;
+        else
+                r.group_delete = &rf;
+        return run_on(f->c, &r);
+}
+
+static struct store_job *pgroup_list(struct fx *f)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__GroupList gl = LSC__GROUP_LIST__INIT;
+
+        r.op_case = LSC__REQUEST__OP_GROUP_LIST;
+        r.group_list = &gl;
+        return run_on(f->c, &r);
+}
+
+/* server edit --group NAME (NULL: --group none) */
+static struct store_job *pgroup_join(struct fx *f, const char *server, const char *group)
+{
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        Lsc__ServerSpec s = LSC__SERVER_SPEC__INIT;
+
+        e.ref = (char *)server;
+        e.spec = &s;
+        s.group = (char *)group;
+        e.has_clear_group = e.clear_group = !group;
+        return edit(f, &e);
+}
+
+static void placement_group_create_get_list_and_refusals(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        const Lsc__Group *g;
+        long long events;
+
+        job = pgroup_create(f, "web", NULL, 0);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_groups, 1);
+        g = job->reply->groups[0];
+        assert_string_equal(g->name, "web");
+        assert_string_equal(g->policy, "anti-affinity");
+        assert_true(g->has_max_per_host);
+        assert_int_equal(g->max_per_host, 1);
+        assert_int_equal(g->n_members, 0);
+        assert_true(g->created_at > 0);
+        store_job_free(job);
+        pgroup_ok(f, "db", "anti-affinity", 3);
+        pgroup_ok(f, "cache", "affinity", 0);
+        events = sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'group.create'");
+        assert_int_equal(events, 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'group.create' "
+                                          "AND detail->>'name' = 'db' AND detail->>'max_per_host' = '3' "
+                                          "AND server_uuid IS NULL AND server_name IS NULL"), 1);
+
+        job = pgroup_list(f);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_groups, 3);
+        assert_string_equal(job->reply->groups[0]->name, "cache");
+        assert_string_equal(job->reply->groups[0]->policy, "affinity");
+        assert_false(job->reply->groups[0]->has_max_per_host);   /* affinity: no limit */
+        assert_string_equal(job->reply->groups[1]->name, "db");
+        assert_int_equal(job->reply->groups[1]->max_per_host, 3);
+        assert_string_equal(job->reply->groups[2]->name, "web");
+        store_job_free(job);
+
+        /* members, sorted by name */
+        for (const char *const *n = (const char *const[]){ "web2", "web1", NULL }; *n; n++) {
+                Lsc__ServerSpec s = spec_of(*n);
+                s.group = "web";
+                job = create_spec(f, &s);
+                expect(job, LSC__STATUS__OK, NULL);
+                assert_string_equal(only_server(job)->group, "web");
+                store_job_free(job);
+        }
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_GET, "web");
+        expect(job, LSC__STATUS__OK, NULL);
+        g = job->reply->groups[0];
+        assert_int_equal(g->n_members, 2);
+        assert_string_equal(g->members[0], "web1");
+        assert_string_equal(g->members[1], "web2");
+        store_job_free(job);
+
+        /* refusals change nothing */
+        job = pgroup_create(f, "web", "affinity", 0);
+        expect(job, LSC__STATUS__ERR_EXISTS, "group web already exists");
+        store_job_free(job);
+        job = pgroup_create(f, "x", "affinity", 2);
+        expect(job, LSC__STATUS__ERR_INVALID, "anti-affinity groups only");
+        store_job_free(job);
+        job = pgroup_create(f, "x", "together", 0);
+        expect(job, LSC__STATUS__ERR_INVALID, "together");
+        store_job_free(job);
+        job = pgroup_create(f, "x", NULL, 1000001);
+        expect(job, LSC__STATUS__ERR_INVALID, "1000001");
+        store_job_free(job);
+        job = pgroup_create(f, "none", NULL, 0);
+        expect(job, LSC__STATUS__ERR_INVALID, "reserved");
+        store_job_free(job);
+        job = pgroup_create(f, "Bad_Name", NULL, 0);
+        expect(job, LSC__STATUS__ERR_INVALID, "group name");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM groups"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'group.create'"), events);
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_GET, "nope");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "group nope not found");
+        store_job_free(job);
+}
+
+static void placement_group_delete_is_refused_while_it_has_members(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+        Lsc__ServerSpec s = spec_of("web1");
+
+        pgroup_ok(f, "web", NULL, 0);
+        pgroup_ok(f, "db", NULL, 0);
+        s.group = "web";
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+
+        before = counts_of(f);
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_DELETE, "web");
+        expect(job, LSC__STATUS__ERR_CONFLICT, "group web still has 1 member (web1)");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM groups"), 2);
+
+        /* moving to another group: the edit event records it */
+        job = pgroup_join(f, "web1", "db");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->group, "db");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.edit' "
+                                          "AND detail->'group'->>'from' = 'web' "
+                                          "AND detail->'group'->>'to' = 'db'"), 1);
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_DELETE, "web");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(job->reply->groups[0]->name, "web");
+        store_job_free(job);
+
+        /* --group none leaves it; then db can go too */
+        job = pgroup_join(f, "web1", NULL);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->group, "");
+        store_job_free(job);
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_DELETE, "db");
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM groups"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'group.delete'"), 2);
+        job = pgroup_ref(f, LSC__REQUEST__OP_GROUP_DELETE, "db");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "group db not found");
+        store_job_free(job);
+}
+
+static void server_with_unknown_group_is_refused_and_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+        struct counts before, after;
+        Lsc__ServerSpec s = spec_of("web1");
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        Lsc__ServerSpec es = LSC__SERVER_SPEC__INIT;
+
+        pool_ok(f, "lan", "10.0.0.0/24", NULL);
+        pgroup_ok(f, "web", NULL, 0);
+        before = counts_of(f);
+        s.group = "nope";
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "group nope not found");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+
+        s.group = "web";
+        job = create_spec(f, &s);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        before = counts_of(f);
+        job = pgroup_join(f, "web1", "nope");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "group nope not found");
+        store_job_free(job);
+        /* joining and leaving at once is a contradiction */
+        e.ref = "web1";
+        e.spec = &es;
+        es.group = "web";
+        e.has_clear_group = e.clear_group = 1;
+        job = edit(f, &e);
+        expect(job, LSC__STATUS__ERR_INVALID, "both join");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "web1");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->group, "web");
+        store_job_free(job);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1552,6 +1786,9 @@ int main(void)
                 T(pool_choice_when_no_ip_is_given),
                 T(pool_create_get_list_and_refusals),
                 T(pool_delete_is_refused_while_addresses_are_allocated),
+                T(placement_group_create_get_list_and_refusals),
+                T(placement_group_delete_is_refused_while_it_has_members),
+                T(server_with_unknown_group_is_refused_and_changes_nothing),
                 T(mac_auto_allocation_keeps_the_prefix),
                 T(events_are_written_with_each_change),
                 T(concurrent_creates_never_share_an_ip),

@@ -1,0 +1,135 @@
+/* lsc server start|stop [--wait]: ask lscd to run or stop an identity, and with --wait
+ * follow it (pending -> binding -> running, or stopping -> defined) until it gets there. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+#include "err.h"
+#include "util.h"
+
+#define TOPIC "server"
+#define WAIT_DEFAULT_S 120.0
+#define WAIT_POLL_NS 200000000L
+
+enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT };
+
+static int get(const struct cli_opts *o, const char *ref, Lsc__Reply **ret)
+{
+        Lsc__Request req = LSC__REQUEST__INIT;
+        Lsc__Ref r = LSC__REF__INIT;
+
+        r.ref = (char *)ref;
+        req.op_case = LSC__REQUEST__OP_SERVER_GET;
+        req.server_get = &r;
+        return cli_call(o, &req, ret);
+}
+
+static double now_s(void)
+{
+        return (double)lsc_now_us() / 1e6;
+}
+
+/* Polls until the server reaches goal (or failed); prints each new state once. */
+static int wait_for(const struct cli_opts *o, const char *ref, const char *goal, double limit_s)
+{
+        double deadline = now_s() + limit_s;
+        char last[64] = "";
+
+        for (;;) {
+                _cleanup_reply_ Lsc__Reply *reply = NULL;
+                const Lsc__Server *s;
+                char line[64];
+                int r;
+
+                if ((r = get(o, ref, &reply)) < 0)
+                        return r;
+                if (reply->n_servers < 1)
+                        return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
+                s = reply->servers[0];
+                snprintf(line, sizeof(line), "%s@%s", s->state ? s->state : "?", s->host ? s->host : "");
+                if (!o->json && strcmp(line, last) != 0) {
+                        printf("%s: %s%s%s%s%s\n", s->spec && s->spec->name ? s->spec->name : ref, s->state,
+                               s->host && s->host[0] ? " on " : "", s->host ? s->host : "",
+                               s->reason && s->reason[0] ? ": " : "", s->reason ? s->reason : "");
+                        fflush(stdout);
+                        snprintf(last, sizeof(last), "%s", line);
+                }
+                if (!strcmp(s->state, goal))
+                        return o->json ? cli_print_server(o, s) : 0;
+                if (!strcmp(s->state, "failed"))
+                        return lsc_err_set(-EIO, "server %s failed: %s", ref, s->reason ? s->reason : "");
+                if (now_s() >= deadline)
+                        return lsc_err_set(-ETIME, "server %s is still %s after %.0f s%s%s", ref, s->state,
+                                           limit_s, s->reason && s->reason[0] ? ": " : "",
+                                           s->reason ? s->reason : "");
+                nanosleep(&(struct timespec){ .tv_nsec = WAIT_POLL_NS }, NULL);
+        }
+}
+
+static int lifecycle(struct cli_opts *o, int argc, char **argv, bool start)
+{
+        static const struct option options[] = {
+                { "wait", no_argument, NULL, OPT_WAIT },
+                { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
+                CLI_OPTIONS_GLOBAL,
+                {}
+        };
+        const char *verb = start ? "start" : "stop";
+        _cleanup_reply_ Lsc__Reply *reply = NULL;
+        Lsc__Request req = LSC__REQUEST__INIT;
+        Lsc__ServerStart st = LSC__SERVER_START__INIT;
+        Lsc__Ref ref = LSC__REF__INIT;
+        double limit = WAIT_DEFAULT_S;
+        bool wait = false;
+        char *end;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1) {
+                switch (c) {
+                case OPT_WAIT:
+                        wait = true;
+                        break;
+                case OPT_WAIT_TIMEOUT:
+                        limit = strtod(optarg, &end);
+                        if (*end || !(limit > 0 && limit <= 86400))
+                                return cli_usage(TOPIC, "--wait-timeout %.32s: use seconds, more than 0 "
+                                                 "and at most 86400", optarg);
+                        wait = true;
+                        break;
+                default:
+                        if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
+                                return r;
+                }
+        }
+        if ((r = cli_args(TOPIC, verb, argc, argv, 1, "a NAME or UUID")) < 0 ||
+            (r = cli_server_ref_check(argv[optind])) < 0)
+                return r;
+        if (start) {
+                st.ref = argv[optind];
+                req.op_case = LSC__REQUEST__OP_SERVER_START;
+                req.server_start = &st;
+        } else {
+                ref.ref = argv[optind];
+                req.op_case = LSC__REQUEST__OP_SERVER_STOP;
+                req.server_stop = &ref;
+        }
+        if ((r = cli_call(o, &req, &reply)) < 0)
+                return r;
+        if (reply->n_servers < 1)
+                return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
+        if (wait)
+                return wait_for(o, argv[optind], start ? "running" : "defined", limit);
+        return cli_print_server(o, reply->servers[0]);
+}
+
+int cli_server_start(struct cli_opts *o, int argc, char **argv)
+{
+        return lifecycle(o, argc, argv, true);
+}
+
+int cli_server_stop(struct cli_opts *o, int argc, char **argv)
+{
+        return lifecycle(o, argc, argv, false);
+}

@@ -1,0 +1,770 @@
+/* Desired toward observed. The loop's view (hosts, capacity, who runs where) is rebuilt
+ * from PostgreSQL at start and kept current; a decision is made in memory (sched.c),
+ * committed by compare-and-set in the store, and only then sent to an agent. A stale
+ * instance (an older generation, or one this lscd did not bind there) is destroyed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api.h"
+#include "dhcp.h"
+#include "err.h"
+#include "liveness.h"
+#include "log.h"
+#include "loop.h"
+#include "reconcile.h"
+#include "util.h"
+#include "validate.h"
+
+#define PLACE_BATCH 1000
+#define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
+#define RESEND_US 10000000               /* a command without an outcome is sent again */
+
+int reconcile_init(struct reconcile *rc, uint64_t seed)
+{
+        memset(rc, 0, sizeof(*rc));
+        sched_rng_seed(&rc->rng, seed);
+        rc->bind_timeout_us = 60000000;
+        return sched_view_new(&rc->view);
+}
+
+void reconcile_fini(struct reconcile *rc)
+{
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                lsc__server__free_unpacked(rc->servers[i]->sv, NULL);
+                free(rc->servers[i]);
+        }
+        free(rc->servers);
+        free(rc->queue);
+        sched_view_free(&rc->view);
+        memset(rc, 0, sizeof(*rc));
+}
+
+/* ---- the server table ------------------------------------------------------ */
+
+static size_t find_at(const struct reconcile *rc, const char *uuid, bool *found)
+{
+        size_t lo = 0, hi = rc->n_servers;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(rc->servers[mid]->uuid, uuid);
+                if (c == 0) {
+                        *found = true;
+                        return mid;
+                }
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *found = false;
+        return lo;
+}
+
+static struct reconcile_server *find(const struct reconcile *rc, const char *uuid)
+{
+        bool found;
+        size_t i = find_at(rc, uuid, &found);
+        return found ? rc->servers[i] : NULL;
+}
+
+static void forget(struct reconcile *rc, const char *uuid)
+{
+        bool found;
+        size_t i = find_at(rc, uuid, &found);
+
+        if (!found)
+                return;
+        lsc__server__free_unpacked(rc->servers[i]->sv, NULL);
+        free(rc->servers[i]);
+        memmove(rc->servers + i, rc->servers + i + 1, (rc->n_servers - i - 1) * sizeof(*rc->servers));
+        rc->n_servers--;
+}
+
+static struct reconcile_server *track(struct reconcile *rc, const char *uuid)
+{
+        bool found;
+        size_t i = find_at(rc, uuid, &found);
+        struct reconcile_server *s;
+
+        if (found)
+                return rc->servers[i];
+        if (rc->n_servers == rc->cap_servers) {
+                size_t cap = rc->cap_servers ? rc->cap_servers * 2 : 256;
+                struct reconcile_server **n = realloc(rc->servers, cap * sizeof(*n));
+                if (!n)
+                        return NULL;
+                rc->servers = n;
+                rc->cap_servers = cap;
+        }
+        if (!(s = calloc(1, sizeof(*s))))
+                return NULL;
+        snprintf(s->uuid, sizeof(s->uuid), "%s", uuid);
+        s->host = -1;
+        memmove(rc->servers + i + 1, rc->servers + i, (rc->n_servers - i) * sizeof(*rc->servers));
+        rc->servers[i] = s;
+        rc->n_servers++;
+        return s;
+}
+
+static void enqueue(struct reconcile *rc, struct reconcile_server *s)
+{
+        if (s->queued)
+                return;
+        if (rc->n_queue == rc->cap_queue) {
+                size_t cap = rc->cap_queue ? rc->cap_queue * 2 : 256;
+                char (*n)[37] = realloc(rc->queue, cap * sizeof(*n));
+                if (!n)
+                        return;          /* picked up again by the next load */
+                rc->queue = n;
+                rc->cap_queue = cap;
+        }
+        snprintf(rc->queue[rc->n_queue++], 37, "%s", s->uuid);
+        s->queued = true;
+}
+
+static const char *state_of(const struct reconcile_server *s)
+{
+        return s->sv && s->sv->state ? s->sv->state : "";
+}
+
+static bool in_state(const struct reconcile_server *s, const char *state)
+{
+        return strcmp(state_of(s), state) == 0;
+}
+
+/* ---- the view ------------------------------------------------------------- */
+
+static void request_of(const Lsc__Server *sv, struct sched_request *rq)
+{
+        const Lsc__ServerSpec *sp = sv->spec;
+        int kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
+
+        memset(rq, 0, sizeof(*rq));
+        rq->kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
+        if (sp) {
+                rq->need.vcpus = sp->vcpus;
+                rq->need.memory_mib = sp->memory_mib;
+                rq->need.disk_gib = sp->disk_gib;
+        }
+}
+
+/* Counts (or stops counting) s on its host in the view. */
+static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t host)
+{
+        struct sched_request rq;
+
+        if (s->applied || host < 0)
+                return;
+        request_of(s->sv, &rq);
+        if (sched_apply(rc->view, &rq, (uint32_t)host) == 0) {
+                s->applied = true;
+                s->host = host;
+        }
+}
+
+static void view_unapply(struct reconcile *rc, struct reconcile_server *s)
+{
+        struct sched_request rq;
+
+        if (s->applied && s->host >= 0) {
+                request_of(s->sv, &rq);
+                sched_unapply(rc->view, &rq, (uint32_t)s->host);
+        }
+        s->applied = false;
+        s->host = -1;
+}
+
+static void host_filters(struct reconcile *rc, const struct liveness_host *h)
+{
+        struct sched_host *vh;
+
+        if (h->view < 0 || !(vh = sched_view_host(rc->view, (uint32_t)h->view)))
+                return;
+        vh->up = h->state == LIVENESS_UP && h->epoch != 0;
+        vh->healthy = h->healthy;
+}
+
+/* Adds a host row to the view (or refreshes its capacity and labels). */
+static int view_host(struct loop *l, const Lsc__Host *row)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct liveness_host *h = liveness_get(&l->liveness, row->name);
+        double ratio = row->has_alloc_ratio && row->alloc_ratio > 0 ? row->alloc_ratio : 1.0;
+        struct sched_res alloc = { 0 };
+        uint32_t ids[SCHED_LABELS_MAX];
+        size_t n = 0;
+        int kind;
+
+        if (!h)
+                return -ENOMEM;
+        if (row->capacity) {
+                alloc.vcpus = (uint64_t)(row->capacity->vcpus * ratio);
+                alloc.memory_mib = (uint64_t)((double)row->capacity->memory_mib * ratio);
+                alloc.disk_gib = row->capacity->disk_gib;
+        }
+        if (h->view < 0) {
+                struct sched_host_spec spec = { .name = row->name, .alloc = alloc, .active = true };
+                uint32_t idx;
+                kind = row->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, row->kind) : 0;
+                spec.kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
+                spec.id = (uint64_t)l->liveness.n_hosts + 1;
+                spec.active = !row->admin || strcmp(row->admin, "active") == 0;
+                if (sched_host_add(rc->view, &spec, &idx) < 0)
+                        return -ENOMEM;
+                h->view = idx;
+        } else {
+                struct sched_host *vh = sched_view_host(rc->view, (uint32_t)h->view);
+                vh->alloc = alloc;
+                vh->active = !row->admin || strcmp(row->admin, "active") == 0;
+        }
+        for (size_t i = 0; i < row->n_labels && n < SCHED_LABELS_MAX; i++)
+                if (sched_label_intern(rc->view, row->labels[i]->key, row->labels[i]->value, &ids[n]) == 0)
+                        n++;
+        sched_host_set_labels(rc->view, (uint32_t)h->view, ids, n);
+        host_filters(rc, h);
+        return 0;
+}
+
+/* ---- store jobs ------------------------------------------------------------ */
+
+static int submit(struct loop *l, Lsc__Request *req)
+{
+        struct api_ctx *ctx = calloc(1, sizeof(*ctx));
+        struct store_job *job = calloc(1, sizeof(*job));
+        int r;
+
+        if (!ctx || !job) {
+                free(ctx);
+                free(job);
+                lsc__request__free_unpacked(req, NULL);
+                return -ENOMEM;
+        }
+        ctx->origin = API_ORIGIN_RECONCILE;
+        job->kind = STORE_JOB_REQUEST;
+        job->request = req;
+        job->actor = strdup("lscd");
+        job->user = ctx;
+        if ((r = store_submit(l->store, job)) < 0) {
+                store_job_free(job);
+                return r;
+        }
+        l->inflight++;
+        return 0;
+}
+
+/* Heap copies, because the store job frees its request with free_unpacked. */
+static char *dup_or_empty(const char *s)
+{
+        return strdup(s ? s : "");
+}
+
+static int transition(struct loop *l, struct reconcile_server *s, const char *const *from, size_t n_from,
+                      const char *to, const char *kind, const char *reason, bool release, bool failure)
+{
+        Lsc__Request *req = calloc(1, sizeof(*req));
+        Lsc__Transition *t = calloc(1, sizeof(*t));
+        char **fr = calloc(n_from, sizeof(char *));
+
+        if (!req || !t || !fr) {
+                free(req);
+                free(t);
+                free(fr);
+                return -ENOMEM;
+        }
+        lsc__request__init(req);
+        lsc__transition__init(t);
+        req->op_case = LSC__REQUEST__OP_TRANSITION;
+        req->transition = t;
+        t->uuid = dup_or_empty(s->uuid);
+        t->has_generation = t->has_release = t->has_failure = 1;
+        t->generation = s->sv->generation;
+        for (size_t i = 0; i < n_from; i++)
+                fr[i] = dup_or_empty(from[i]);
+        t->from = fr;
+        t->n_from = n_from;
+        t->to = dup_or_empty(to);
+        t->kind = dup_or_empty(kind);
+        t->reason = dup_or_empty(reason);
+        t->release = release;
+        t->failure = failure;
+        s->busy = true;
+        return submit(l, req);
+}
+
+#define FROM(...) (const char *const[]){ __VA_ARGS__ }, ARRAY_SIZE(((const char *const[]){ __VA_ARGS__ }))
+
+/* ---- commands to agents ---------------------------------------------------- */
+
+static struct liveness_host *host_of(struct loop *l, const struct reconcile_server *s)
+{
+        return s->sv->host && s->sv->host[0] ? liveness_find(&l->liveness, s->sv->host) : NULL;
+}
+
+static void command(struct loop *l, struct liveness_host *h, Lsc__Command__Op op, const char *uuid,
+                    uint64_t generation, Lsc__ServerSpec *spec)
+{
+        Lsc__Envelope env = LSC__ENVELOPE__INIT;
+        Lsc__Command cmd = LSC__COMMAND__INIT;
+        char sender[64];
+        int r;
+
+        if (!h || h->epoch == 0 || !h->route.len)
+                return;                  /* sent when the host registers */
+        snprintf(sender, sizeof(sender), "lscd:%016llx", (unsigned long long)l->incarnation);
+        cmd.has_op = cmd.has_generation = cmd.has_epoch = 1;
+        cmd.op = op;
+        cmd.uuid = (char *)uuid;
+        cmd.generation = generation;
+        cmd.epoch = h->epoch;
+        cmd.spec = spec;
+        if (op == LSC__COMMAND__OP__SHUTDOWN) {
+                cmd.has_timeout_ms = 1;
+                cmd.timeout_ms = 30000;
+        }
+        env.sender = sender;
+        env.has_epoch = 1;
+        env.epoch = h->epoch;
+        env.body_case = LSC__ENVELOPE__BODY_COMMAND;
+        env.command = &cmd;
+        if ((r = lsc_wire_send(l->agents, &h->route, &env)) < 0)
+                log_info("host %s: command for %s not sent: %s", h->name, uuid, lsc_err_msg(r));
+        else
+                log_debug("host %s: %s %s g%llu (epoch %llu)", h->name,
+                          op == LSC__COMMAND__OP__INSTANTIATE ? "instantiate" : "destroy", uuid,
+                          (unsigned long long)generation, (unsigned long long)h->epoch);
+}
+
+/* Sends what s's state asks of its host: instantiate when binding, destroy when stopping. */
+static void drive(struct loop *l, struct reconcile_server *s, int64_t now)
+{
+        struct liveness_host *h = host_of(l, s);
+
+        if (!h || h->epoch == 0)
+                return;
+        if (in_state(s, "binding"))
+                command(l, h, LSC__COMMAND__OP__INSTANTIATE, s->uuid, s->sv->generation, s->sv->spec);
+        else if (in_state(s, "stopping"))
+                command(l, h, LSC__COMMAND__OP__DESTROY, s->uuid, s->sv->generation, NULL);
+        else
+                return;
+        s->sent_us = now;
+}
+
+/* ---- following the store's truth -------------------------------------------- */
+
+/* Takes sv (the store's row for one server) as the truth and acts on it. */
+static void adopt(struct loop *l, Lsc__Server *sv)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct reconcile_server *s = find(rc, sv->uuid);
+        bool changed;
+
+        if (!strcmp(sv->state, "defined")) {
+                if (s) {
+                        view_unapply(rc, s);
+                        forget(rc, sv->uuid);
+                }
+                lsc__server__free_unpacked(sv, NULL);
+                return;
+        }
+        if (!s && !(s = track(rc, sv->uuid))) {
+                lsc__server__free_unpacked(sv, NULL);
+                return;
+        }
+        changed = !s->sv || strcmp(s->sv->state, sv->state) != 0 || s->sv->generation != sv->generation;
+        /* the view counts a server where the store says it is bound */
+        if (s->applied && (!sv->host || !sv->host[0] || (s->sv && strcmp(s->sv->host, sv->host) != 0)))
+                view_unapply(rc, s);
+        if (s->sv)
+                lsc__server__free_unpacked(s->sv, NULL);
+        s->sv = sv;
+        if (changed) {
+                s->since_us = lsc_now_us();
+                s->sent_us = 0;
+        }
+        if (sv->host && sv->host[0]) {
+                struct liveness_host *h = liveness_find(&l->liveness, sv->host);
+                if (h && h->view >= 0)
+                        view_apply(rc, s, h->view);
+        }
+        if (in_state(s, "pending") && strcmp(sv->desired, "running") == 0)
+                enqueue(rc, s);
+        if (changed)
+                drive(l, s, lsc_now_us());
+}
+
+/* Detaches every server of a reply so the records can keep them. */
+static void adopt_all(struct loop *l, Lsc__Reply *rp)
+{
+        for (size_t i = 0; rp && i < rp->n_servers; i++) {
+                Lsc__Server *sv = rp->servers[i];
+                rp->servers[i] = NULL;
+                adopt(l, sv);
+        }
+        if (rp)
+                rp->n_servers = 0;
+}
+
+void reconcile_observe(struct loop *l, Lsc__Server *const *v, size_t n)
+{
+        if (!l->reconcile.loaded)
+                return;                  /* the load that is coming sees them */
+        for (size_t i = 0; i < n; i++) {
+                /* the CLI's reply keeps its copy: adopt a copy of our own */
+                size_t len = lsc__server__get_packed_size(v[i]);
+                uint8_t *buf = malloc(len ? len : 1);
+                Lsc__Server *copy;
+                if (!buf)
+                        continue;
+                lsc__server__pack(v[i], buf);
+                copy = lsc__server__unpack(NULL, len, buf);
+                free(buf);
+                if (copy)
+                        adopt(l, copy);
+        }
+}
+
+static void loaded(struct loop *l, Lsc__Reply *rp)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        for (size_t i = 0; i < rp->n_hosts; i++)
+                if (view_host(l, rp->hosts[i]) < 0)
+                        log_error("out of memory loading host %s", rp->hosts[i]->name);
+        rc->loaded = true;
+        rc->dhcp_dirty = true;
+        log_info("view loaded: %zu hosts, %zu servers not merely defined", rp->n_hosts, rp->n_servers);
+        adopt_all(l, rp);
+}
+
+static void bound(struct loop *l, Lsc__Reply *rp)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        rc->bind_inflight = false;
+        for (size_t i = 0; i < rp->n_servers; i++) {
+                struct reconcile_server *s = find(rc, rp->servers[i]->uuid);
+                if (s && !in_state(s, "binding") && strcmp(rp->servers[i]->state, "binding") != 0) {
+                        /* refused: the choice made in memory did not commit */
+                        view_unapply(rc, s);
+                        rc->refused++;
+                } else if (s) {
+                        rc->bound++;
+                }
+                if (s)
+                        s->busy = false;
+        }
+        adopt_all(l, rp);
+}
+
+void reconcile_job_done(struct loop *l, struct store_job *job)
+{
+        struct reconcile *rc = &l->reconcile;
+        Lsc__Reply *rp = job->reply;
+        Lsc__Request__OpCase op = job->request ? job->request->op_case : LSC__REQUEST__OP__NOT_SET;
+
+        if (!rp || rp->status != LSC__STATUS__OK) {
+                const char *why = rp && rp->error ? rp->error : "no reply";
+                log_warn("store job %d failed: %s", (int)op, why);
+                if (op == LSC__REQUEST__OP_SERVER_LIST) {
+                        rc->dhcp_inflight = false;
+                        rc->dhcp_dirty = true;
+                }
+                if (op == LSC__REQUEST__OP_LOAD)
+                        rc->load_inflight = false;   /* the tick asks again */
+                if (op == LSC__REQUEST__OP_BIND) {
+                        /* nothing committed that we know of: place them again */
+                        for (size_t i = 0; i < job->request->bind->n_bindings; i++) {
+                                struct reconcile_server *s = find(rc, job->request->bind->bindings[i]->uuid);
+                                if (s) {
+                                        s->busy = false;
+                                        view_unapply(rc, s);
+                                        enqueue(rc, s);
+                                }
+                        }
+                        rc->bind_inflight = false;
+                }
+                if (op == LSC__REQUEST__OP_TRANSITION) {
+                        struct reconcile_server *s = find(rc, job->request->transition->uuid);
+                        if (s)
+                                s->busy = false;
+                }
+        } else if (op == LSC__REQUEST__OP_SERVER_LIST) {
+                rc->dhcp_inflight = false;
+                if (dhcp_hosts_write(rc->dhcp_hosts, rp->servers, rp->n_servers) < 0) {
+                        log_warn("%s", lsc_err_msg(-EIO));
+                        rc->dhcp_dirty = true;
+                }
+        } else if (op == LSC__REQUEST__OP_LOAD) {
+                rc->load_inflight = false;
+                loaded(l, rp);
+        } else if (op == LSC__REQUEST__OP_BIND) {
+                bound(l, rp);
+        } else {
+                if (op == LSC__REQUEST__OP_TRANSITION) {
+                        struct reconcile_server *s = find(rc, job->request->transition->uuid);
+                        if (s)
+                                s->busy = false;
+                        if (!strcmp(job->request->transition->to, "deleted") && rp->n_servers == 1) {
+                                if (s)
+                                        view_unapply(rc, s);
+                                forget(rc, job->request->transition->uuid);
+                                rp->n_servers = 0;   /* freed with the reply */
+                        }
+                }
+                adopt_all(l, rp);
+        }
+        store_job_free(job);
+}
+
+/* ---- placing -------------------------------------------------------------- */
+
+static void no_fit(struct loop *l, struct reconcile_server *s, const struct sched_request *rq,
+                   const struct sched_reasons *why)
+{
+        char line[256];
+
+        l->reconcile.no_fit++;
+        sched_reasons_format(l->reconcile.view, rq, why, line, sizeof(line));
+        if (strcmp(line, s->why) == 0 || s->busy)
+                return;                  /* said already */
+        snprintf(s->why, sizeof(s->why), "%s", line);
+        log_info("server %s (%s) stays pending: %s", s->sv->spec ? s->sv->spec->name : "?", s->uuid, line);
+        transition(l, s, FROM("pending"), "pending", "server.pending", line, false, false);
+}
+
+static void place(struct loop *l, int64_t now)
+{
+        struct reconcile *rc = &l->reconcile;
+        Lsc__Request *req;
+        Lsc__Bind *bind;
+        size_t n = 0, keep = 0;
+        bool any_no_fit = false;
+
+        if (rc->bind_inflight || rc->n_queue == 0 || now < rc->next_place_us)
+                return;
+        req = calloc(1, sizeof(*req));
+        bind = calloc(1, sizeof(*bind));
+        if (!req || !bind || !(bind->bindings = calloc(PLACE_BATCH, sizeof(*bind->bindings)))) {
+                free(req);
+                free(bind);
+                return;
+        }
+        lsc__request__init(req);
+        lsc__bind__init(bind);
+        for (size_t i = 0; i < rc->n_queue; i++) {
+                struct reconcile_server *s = find(rc, rc->queue[i]);
+                struct sched_request rq;
+                struct sched_reasons why;
+                uint32_t host;
+                Lsc__Binding *b;
+
+                if (!s || !in_state(s, "pending") || strcmp(s->sv->desired, "running") != 0) {
+                        if (s)
+                                s->queued = false;
+                        continue;        /* no longer wants a host */
+                }
+                if (n == PLACE_BATCH || s->busy) {
+                        memcpy(rc->queue[keep++], rc->queue[i], 37);
+                        continue;
+                }
+                request_of(s->sv, &rq);
+                if (sched_place(rc->view, &rq, &rc->rng, &host, &why) < 0) {
+                        no_fit(l, s, &rq, &why);
+                        any_no_fit = true;
+                        memcpy(rc->queue[keep++], rc->queue[i], 37);
+                        continue;
+                }
+                view_apply(rc, s, host);
+                b = calloc(1, sizeof(*b));
+                if (!b) {
+                        view_unapply(rc, s);
+                        memcpy(rc->queue[keep++], rc->queue[i], 37);
+                        continue;
+                }
+                lsc__binding__init(b);
+                b->uuid = strdup(s->uuid);
+                b->has_generation = 1;
+                b->generation = s->sv->generation;
+                b->host = strdup(sched_view_host(rc->view, host)->name);
+                bind->bindings[n++] = b;
+                s->queued = false;
+                s->busy = true;
+                s->why[0] = '\0';
+        }
+        rc->n_queue = keep;
+        if (any_no_fit)
+                rc->next_place_us = now + PLACE_RETRY_US;
+        if (n == 0) {
+                free(bind->bindings);
+                free(bind);
+                free(req);
+                return;
+        }
+        bind->n_bindings = n;
+        req->op_case = LSC__REQUEST__OP_BIND;
+        req->bind = bind;
+        rc->bind_inflight = true;
+        if (submit(l, req) < 0)
+                rc->bind_inflight = false;
+}
+
+/* ---- agents' news --------------------------------------------------------- */
+
+void reconcile_host_registered(struct loop *l, struct liveness_host *h, const Lsc__Host *row)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        if (view_host(l, row) < 0)
+                return;
+        if (!rc->loaded)
+                return;
+        /* a new session: whatever was on its way to this host is sent again */
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+                if (s->sv->host && !strcmp(s->sv->host, h->name)) {
+                        if (s->host < 0)
+                                view_apply(rc, s, h->view);
+                        drive(l, s, lsc_now_us());
+                }
+        }
+        rc->next_place_us = 0;           /* new room, perhaps */
+}
+
+void reconcile_host_state(struct loop *l, struct liveness_host *h)
+{
+        host_filters(&l->reconcile, h);
+        if (h->state == LIVENESS_UP)
+                l->reconcile.next_place_us = 0;
+}
+
+void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        host_filters(rc, h);
+        if (!rc->loaded)
+                return;
+        for (size_t i = 0; i < h->n_instances; i++) {
+                const struct liveness_instance *in = &h->instances[i];
+                struct reconcile_server *s = find(rc, in->uuid);
+                bool ours = s && s->sv->host && !strcmp(s->sv->host, h->name) &&
+                            in->generation == s->sv->generation;
+
+                if (!ours) {
+                        /* an older generation, or bound elsewhere, or no longer wanted:
+                         * at most one live copy, so this one goes */
+                        if (s && s->sv->host && !strcmp(s->sv->host, h->name) && in->generation > s->sv->generation)
+                                continue;        /* newer than we know: the store will tell */
+                        if (s && (s->busy || in_state(s, "binding")) && in->generation >= s->sv->generation)
+                                continue;
+                        log_info("host %s runs %s g%llu, which it should not: destroying it", h->name,
+                                 in->uuid, (unsigned long long)in->generation);
+                        command(l, h, LSC__COMMAND__OP__DESTROY, in->uuid, in->generation, NULL);
+                        continue;
+                }
+                if (in_state(s, "binding") && !s->busy && !strcmp(in->state, "running"))
+                        transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
+        }
+}
+
+void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct reconcile_server *s = rp->uuid ? find(rc, rp->uuid) : NULL;
+        char reason[300];
+
+        if (!s || s->busy || !s->sv->host || strcmp(s->sv->host, h->name) != 0 ||
+            rp->generation != s->sv->generation)
+                return;                  /* stale: the heartbeat inventory settles it */
+        if (rp->op == LSC__COMMAND__OP__INSTANTIATE && in_state(s, "binding")) {
+                if (rp->ok) {
+                        transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
+                } else {
+                        snprintf(reason, sizeof(reason), "host %s could not start it: %s", h->name,
+                                 rp->error ? rp->error : "unknown error");
+                        view_unapply(rc, s);
+                        transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
+                }
+        } else if ((rp->op == LSC__COMMAND__OP__DESTROY || rp->op == LSC__COMMAND__OP__SHUTDOWN) &&
+                   in_state(s, "stopping")) {
+                if (!rp->ok) {
+                        log_warn("host %s could not destroy %s g%llu: %s (retrying)", h->name, s->uuid,
+                                 (unsigned long long)rp->generation, rp->error ? rp->error : "?");
+                        return;
+                }
+                view_unapply(rc, s);
+                if (!strcmp(s->sv->desired, "deleted"))
+                        transition(l, s, FROM("stopping"), "deleted", "server.stopped", "", true, false);
+                else if (!strcmp(s->sv->desired, "running"))
+                        transition(l, s, FROM("stopping"), "pending", "server.stopped", "waiting for a host",
+                                   true, false);
+                else
+                        transition(l, s, FROM("stopping"), "defined", "server.stopped", "", true, false);
+        }
+}
+
+/* ---- the periodic part ------------------------------------------------------ */
+
+void reconcile_tick(struct loop *l, int64_t now)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        if (!rc->loaded) {
+                if (!rc->load_inflight) {
+                        Lsc__Request *req = calloc(1, sizeof(*req));
+                        Lsc__Load *load = calloc(1, sizeof(*load));
+                        if (!req || !load) {
+                                free(req);
+                                free(load);
+                                return;
+                        }
+                        lsc__request__init(req);
+                        lsc__load__init(load);
+                        req->op_case = LSC__REQUEST__OP_LOAD;
+                        req->load = load;
+                        if (submit(l, req) == 0)
+                                rc->load_inflight = true;
+                }
+                return;
+        }
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+                struct liveness_host *h;
+
+                if (s->busy)
+                        continue;
+                if (in_state(s, "binding") && now - s->since_us > rc->bind_timeout_us) {
+                        char reason[200];
+                        snprintf(reason, sizeof(reason), "host %s did not confirm the start within %lld s",
+                                 s->sv->host, (long long)(rc->bind_timeout_us / 1000000));
+                        view_unapply(rc, s);
+                        transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
+                        continue;
+                }
+                if ((in_state(s, "binding") || in_state(s, "stopping")) && now - s->sent_us > RESEND_US &&
+                    (h = host_of(l, s)) && h->state == LIVENESS_UP)
+                        drive(l, s, now);
+        }
+        place(l, now);
+        if (rc->dhcp_hosts && rc->dhcp_dirty && !rc->dhcp_inflight) {
+                Lsc__Request *req = calloc(1, sizeof(*req));
+                Lsc__ServerList *list = calloc(1, sizeof(*list));
+                if (!req || !list) {
+                        free(req);
+                        free(list);
+                        return;
+                }
+                lsc__request__init(req);
+                lsc__server_list__init(list);
+                req->op_case = LSC__REQUEST__OP_SERVER_LIST;
+                req->server_list = list;
+                rc->dhcp_dirty = false;
+                if (submit(l, req) == 0)
+                        rc->dhcp_inflight = true;
+                else
+                        rc->dhcp_dirty = true;
+        }
+}

@@ -1,0 +1,55 @@
+/* Drives desired toward observed: pending servers get placed (sched.c) and bound
+ * (compare-and-set in the store), bound ones get instantiated by their host's agent,
+ * stopping ones destroyed; reports and heartbeat inventories move them on. Runs on
+ * the loop thread; every durable change goes through the store first. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "lsc.pb-c.h"
+#include "sched.h"
+#include "store.h"
+
+struct loop;
+struct liveness_host;
+
+struct reconcile_server {
+        char uuid[37];
+        Lsc__Server *sv;                 /* the store's latest truth (owned) */
+        int64_t host;                    /* sched view index of its host, -1 unbound */
+        int64_t since_us;                /* when it entered its state, for timeouts */
+        int64_t sent_us;                 /* when its command was last sent (0: not yet) */
+        bool queued;                     /* in the pending queue */
+        bool busy;                       /* a store job about it is in flight */
+        bool applied;                    /* counted in the view's host usage */
+        char why[256];                   /* last no-fit reason written, to avoid repeats */
+};
+
+struct reconcile {
+        struct sched_view *view;
+        struct sched_rng rng;
+        struct reconcile_server **servers;   /* sorted by uuid */
+        size_t n_servers, cap_servers;
+        char (*queue)[37];               /* pending uuids, oldest first */
+        size_t n_queue, cap_queue;
+        bool loaded, load_inflight, bind_inflight;
+        int64_t next_place_us;
+        int64_t bind_timeout_us;
+        uint64_t bound, refused, no_fit;  /* counters */
+        const char *dhcp_hosts;          /* the dnsmasq hosts file to keep current, or NULL */
+        bool dhcp_dirty, dhcp_inflight;
+};
+
+int reconcile_init(struct reconcile *rc, uint64_t seed);
+void reconcile_fini(struct reconcile *rc);
+
+/* The loop calls these. */
+void reconcile_tick(struct loop *l, int64_t now_us);
+/* A finished internal store job (load, bind, transition); takes the job. */
+void reconcile_job_done(struct loop *l, struct store_job *job);
+/* Servers a CLI request changed (start, stop, delete, edit): track them. */
+void reconcile_observe(struct loop *l, Lsc__Server *const *v, size_t n);
+void reconcile_host_registered(struct loop *l, struct liveness_host *h, const Lsc__Host *row);
+void reconcile_heartbeat(struct loop *l, struct liveness_host *h);
+void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp);
+/* Liveness or health of h changed: keep the view's filters current. */
+void reconcile_host_state(struct loop *l, struct liveness_host *h);
