@@ -117,6 +117,8 @@ void api_complete(struct loop *l, struct store_job *job)
             job->request->op_case != LSC__REQUEST__OP_SERVER_GET &&
             job->request->op_case != LSC__REQUEST__OP_SERVER_LIST)
                 reconcile_observe(l, job->reply->servers, job->reply->n_servers);
+        if (job->reply && job->reply->status == LSC__STATUS__OK && job->reply->n_groups)
+                reconcile_observe_groups(l, job->reply->groups, job->reply->n_groups);
         if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
             (job->request->op_case == LSC__REQUEST__OP_SERVER_CREATE ||
              job->request->op_case == LSC__REQUEST__OP_SERVER_EDIT ||

@@ -36,6 +36,7 @@ void reconcile_fini(struct reconcile *rc)
         }
         free(rc->servers);
         free(rc->queue);
+        free(rc->groups);
         sched_view_free(&rc->view);
         memset(rc, 0, sizeof(*rc));
 }
@@ -136,10 +137,41 @@ static bool in_state(const struct reconcile_server *s, const char *state)
 
 /* ---- the view ------------------------------------------------------------- */
 
-static void request_of(const Lsc__Server *sv, struct sched_request *rq)
+static const struct reconcile_group *group_find(const struct reconcile *rc, const char *name)
+{
+        for (size_t i = 0; name && name[0] && i < rc->n_groups; i++)
+                if (strcmp(rc->groups[i].name, name) == 0)
+                        return &rc->groups[i];
+        return NULL;
+}
+
+void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        for (size_t i = 0; i < n; i++) {
+                struct reconcile_group *g = (struct reconcile_group *)group_find(rc, v[i]->name);
+                int policy = lsc_enum_parse(sched_policy_names, SCHED_POLICY_COUNT, v[i]->policy);
+
+                if (!g) {
+                        struct reconcile_group *ng = realloc(rc->groups, (rc->n_groups + 1) * sizeof(*ng));
+                        if (!ng)
+                                return;
+                        rc->groups = ng;
+                        g = &rc->groups[rc->n_groups++];
+                        snprintf(g->name, sizeof(g->name), "%s", v[i]->name);
+                        g->id = rc->n_groups;    /* ids are never reused: names are */
+                }
+                g->policy = policy < 0 ? SCHED_POLICY_ANTI_AFFINITY : (enum sched_policy)policy;
+                g->max_per_host = v[i]->has_max_per_host ? v[i]->max_per_host : 0;
+        }
+}
+
+static void request_of(const struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
 {
         const Lsc__ServerSpec *sp = sv->spec;
         int kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
+        const struct reconcile_group *g = group_find(rc, sv->group);
 
         memset(rq, 0, sizeof(*rq));
         rq->kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
@@ -147,6 +179,12 @@ static void request_of(const Lsc__Server *sv, struct sched_request *rq)
                 rq->need.vcpus = sp->vcpus;
                 rq->need.memory_mib = sp->memory_mib;
                 rq->need.disk_gib = sp->disk_gib;
+        }
+        if (g) {
+                rq->group = g->id;
+                rq->policy = g->policy;
+                rq->max_per_host = g->policy == SCHED_POLICY_AFFINITY ? 0 : g->max_per_host;
+                rq->group_name = g->name;
         }
 }
 
@@ -157,10 +195,11 @@ static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t
 
         if (s->applied || host < 0)
                 return;
-        request_of(s->sv, &rq);
+        request_of(rc, s->sv, &rq);
         if (sched_apply(rc->view, &rq, (uint32_t)host) == 0) {
                 s->applied = true;
                 s->host = host;
+                s->group = rq.group;
         }
 }
 
@@ -169,7 +208,8 @@ static void view_unapply(struct reconcile *rc, struct reconcile_server *s)
         struct sched_request rq;
 
         if (s->applied && s->host >= 0) {
-                request_of(s->sv, &rq);
+                request_of(rc, s->sv, &rq);
+                rq.group = s->group;     /* what apply counted, whatever the record says now */
                 sched_unapply(rc->view, &rq, (uint32_t)s->host);
         }
         s->applied = false;
@@ -430,6 +470,7 @@ static void loaded(struct loop *l, Lsc__Reply *rp)
 {
         struct reconcile *rc = &l->reconcile;
 
+        reconcile_observe_groups(l, rp->groups, rp->n_groups);
         for (size_t i = 0; i < rp->n_hosts; i++)
                 if (view_host(l, rp->hosts[i]) < 0)
                         log_error("out of memory loading host %s", rp->hosts[i]->name);
@@ -547,13 +588,15 @@ static void place(struct loop *l, int64_t now)
                 return;
         req = calloc(1, sizeof(*req));
         bind = calloc(1, sizeof(*bind));
+        if (req)
+                lsc__request__init(req);
+        if (bind)
+                lsc__bind__init(bind);
         if (!req || !bind || !(bind->bindings = calloc(PLACE_BATCH, sizeof(*bind->bindings)))) {
                 free(req);
                 free(bind);
                 return;
         }
-        lsc__request__init(req);
-        lsc__bind__init(bind);
         for (size_t i = 0; i < rc->n_queue; i++) {
                 struct reconcile_server *s = find(rc, rc->queue[i]);
                 struct sched_request rq;
@@ -570,7 +613,7 @@ static void place(struct loop *l, int64_t now)
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
                         continue;
                 }
-                request_of(s->sv, &rq);
+                request_of(rc, s->sv, &rq);
                 if (sched_place(rc->view, &rq, &rc->rng, &host, &why) < 0) {
                         no_fit(l, s, &rq, &why);
                         any_no_fit = true;

@@ -20,11 +20,21 @@ struct reconcile_server {
         int64_t sent_us;                 /* when its command was last sent (0: not yet) */
         bool queued;                     /* in the pending queue */
         bool busy;                       /* a store job about it is in flight */
+        uint64_t group;                  /* the group counted with it in the view */
         bool applied;                    /* counted in the view's host usage */
         char why[256];                   /* last no-fit reason written, to avoid repeats */
 };
 
+struct reconcile_group {
+        char name[64];
+        uint64_t id;                     /* the view's group id, 1.. */
+        enum sched_policy policy;
+        uint32_t max_per_host;
+};
+
 struct reconcile {
+        struct reconcile_group *groups;
+        size_t n_groups;
         struct sched_view *view;
         struct sched_rng rng;
         struct reconcile_server **servers;   /* sorted by uuid */
@@ -51,5 +61,7 @@ void reconcile_observe(struct loop *l, Lsc__Server *const *v, size_t n);
 void reconcile_host_registered(struct loop *l, struct liveness_host *h, const Lsc__Host *row);
 void reconcile_heartbeat(struct loop *l, struct liveness_host *h);
 void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp);
+/* Groups a CLI reply (or the load) carries: remember their policies. */
+void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n);
 /* Liveness or health of h changed: keep the view's filters current. */
 void reconcile_host_state(struct loop *l, struct liveness_host *h);

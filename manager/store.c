@@ -1518,8 +1518,8 @@ static int event_pool(struct op *o, const char *kind, const char *pool_id)
  * max_per_host members on one host, default 1) or affinity (members go only where
  * members already run). max_per_host means nothing for affinity: giving one is
  * refused, and the row stores LSC_GROUP_MAX_PER_HOST_MAX (no limit); replies and
- * events leave it out. Joining or leaving is a change of record only: placement
- * applies the group at the server's next binding, and never moves a running one. */
+ * events leave it out. A server joins or leaves only while it holds no host (see
+ * op_server_edit), so the loop's group counts always match what runs. */
 
 static int group_name_check(const char *name)
 {
@@ -1783,6 +1783,10 @@ static int op_server_edit(struct op *o)
         if (s->kind && strcmp(s->kind, PQgetvalue(cur, 0, 2)) != 0 && strcmp(state, "defined") != 0)
                 return lsc_err_set(-EBUSY, "server %s is %s: its kind can change only while it is defined",
                                    name, state);
+        /* a binding reserved the old size on its host: resizing waits for the next one */
+        if ((s->has_vcpus || s->has_memory_mib || s->has_disk_gib || s->group || e->clear_group) &&
+            strcmp(state, "defined") != 0 && strcmp(state, "pending") != 0 && strcmp(state, "failed") != 0)
+                return lsc_err_set(-EBUSY, "server %s is %s: stop it to change its size or group", name, state);
         if ((r = Q(o->c, ST_SERVER_JSON, &before, o->uuid)) < 0)
                 return r;
 
@@ -2030,7 +2034,7 @@ static int op_transition(struct op *o)
 {
         _cleanup_pgres_ PGresult *res = NULL;
         const Lsc__Transition *t = o->req->transition;
-        const char *uuids = one_uuid(o), *from, *to = strcmp(t->to, "deleted") ? t->to : "stopping";
+        const char *uuids = one_uuid(o), *from, *to = strcmp(t->to, "deleted") ? t->to : "defined";
         char gen[24], host[64] = "";
         int r;
 
@@ -2046,7 +2050,8 @@ static int op_transition(struct op *o)
                     (r = Q(o->c, ST_HOST_RELEASE, NULL, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
                            PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3))) < 0)
                         return r;
-                if ((r = event_state(o, t->kind, uuids, host)) < 0)
+                /* a deletion's event is server.delete with the whole identity */
+                if (strcmp(t->to, "deleted") != 0 && (r = event_state(o, t->kind, uuids, host)) < 0)
                         return r;
                 if (!strcmp(t->to, "deleted")) {
                         if ((r = reply_servers_by_uuids(o, uuids)) < 0 ||
@@ -2058,13 +2063,16 @@ static int op_transition(struct op *o)
         return reply_servers_by_uuids(o, uuids);
 }
 
+static int reply_groups(struct op *o, const PGresult *res);
+
 static int op_load(struct op *o)
 {
-        _cleanup_pgres_ PGresult *servers = NULL, *hosts = NULL;
+        _cleanup_pgres_ PGresult *servers = NULL, *hosts = NULL, *groups = NULL;
         int r;
 
         if ((r = Q0(o->c, ST_SERVERS_ACTIVE, &servers)) < 0 || (r = Q0(o->c, ST_HOST_LIST, &hosts)) < 0 ||
-            (r = reply_servers(o, servers)) < 0)
+            (r = Q0(o->c, ST_GROUP_LIST, &groups)) < 0 || (r = reply_servers(o, servers)) < 0 ||
+            (r = reply_groups(o, groups)) < 0)
                 return r;
         return reply_hosts(o, hosts);
 }
