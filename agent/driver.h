@@ -15,8 +15,9 @@
 struct drv_config {
         const char *uri;                 /* libvirt: "test:///default" (in-process test
                                           * hypervisor); "qemu:///system" for real VMs */
-        const char *domain_type;         /* libvirt <domain type>: "test" for test:,
-                                          * "kvm" for a local qemu: with /dev/kvm, else "qemu" */
+        const char *domain_type;         /* libvirt <domain type>: "test" for test:, "kvm"
+                                          * for a local qemu: whose user can open /dev/kvm
+                                          * (group kvm or world rw), else "qemu" (TCG) */
         const char *bridge;              /* NICs on this bridge (type='bridge') ... */
         const char *network;             /* ... else on this libvirt network ... else
                                           * user-mode networking */
@@ -25,7 +26,7 @@ struct drv_config {
         const char *image_dir;           /* "/var/lib/lsc/images": base images by name */
         const char *shared_dir;          /* persistent disks, shared by the hosts; NULL:
                                           * persistent identities are refused */
-        /* Capacity overrides; 0: the driver's own figure (libvirt: node info and
+        /* Capacity overrides; 0: the driver's own figure (libvirt: node CPUs, MemTotal,
          * statvfs(state_dir); fake: 8 vCPUs, 16384 MiB, 100 GiB). */
         uint32_t vcpus;
         uint64_t memory_mib;

@@ -1,8 +1,8 @@
 /* The libvirt driver: identities become libvirt domains on any URI (test:///default,
  * the in-process test hypervisor; qemu:///system for real VMs). It owns only domains
  * whose XML carries lsc's metadata element, and asks libvirt, never a record, what runs.
- * It silences libvirt's default error printer (process-wide): errors come back as
- * lsc_err details instead. */
+ * Process-wide, once: libvirt's default error printer is silenced (errors come back as
+ * lsc_err details) and a default SIGPIPE is ignored (a dying libvirtd must not kill us). */
 #define _GNU_SOURCE             /* asprintf, pipe2 */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,14 +67,18 @@ static void conn_unrefp(virConnectPtr *p)
 }
 #define _cleanup_conn_ _cleanup_(conn_unrefp)
 
-/* virConnectListAllDomains' arrays end with NULL. */
-static void domains_freep(virDomainPtr **p)
+/* A virConnectListAllDomains result, freed by count (libvirt does not document a
+ * terminating NULL). */
+struct domain_list {
+        virDomainPtr *v;
+        int n;
+};
+
+static void domains_freep(struct domain_list *l)
 {
-        if (!*p)
-                return;
-        for (virDomainPtr *d = *p; *d; d++)
-                virDomainFree(*d);
-        free(*p);
+        for (int i = 0; i < l->n; i++)
+                virDomainFree(l->v[i]);
+        free(l->v);
 }
 #define _cleanup_domains_ _cleanup_(domains_freep)
 
@@ -88,12 +93,20 @@ static void quiet_error(void *user, virErrorPtr err)
 
 static void virt_init(void)
 {
+        struct sigaction sa;
+
         /* virInitialize makes the library safe for threads that race to first use. */
         virInitialize();
         virSetErrorFunc(NULL, quiet_error);
+        /* libvirt writes to its daemon's socket without MSG_NOSIGNAL: a libvirtd restart
+         * would kill the agent with SIGPIPE instead of failing one call with -EIO.
+         * Only a default disposition is changed; a program's own handler stays. */
+        if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+                signal(SIGPIPE, SIG_IGN);
 }
 
 static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t define_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Records what failed with libvirt's own message and returns -EIO. */
 static int virt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -348,7 +361,6 @@ static int run_tool(char *const argv[])
         size_t len = 0;
         int pipefd[2], status, r;
         pid_t pid;
-        ssize_t n;
 
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return lsc_err_set(-errno, "pipe: %s", strerror(errno));
@@ -365,19 +377,18 @@ static int run_tool(char *const argv[])
                                    r == ENOENT ? " (install qemu-utils)" : "");
         }
         /* Read to EOF so a chatty tool never blocks on a full pipe; keep the start. */
-        while ((n = read(pipefd[0], err + len, len < sizeof(err) - 1 ? sizeof(err) - 1 - len : 0)) != 0) {
+        for (;;) {
                 char sink[256];
+                bool keep = len < sizeof(err) - 1;
+                ssize_t n = read(pipefd[0], keep ? err + len : sink,
+                                 keep ? sizeof(err) - 1 - len : sizeof(sink));
 
                 if (n < 0 && errno == EINTR)
                         continue;
-                if (n < 0)
+                if (n <= 0)
                         break;
-                len += (size_t)n;
-                if (len == sizeof(err) - 1)
-                        while ((n = read(pipefd[0], sink, sizeof(sink))) > 0 || (n < 0 && errno == EINTR))
-                                ;
-                if (n <= 0 && len == sizeof(err) - 1)
-                        break;
+                if (keep)
+                        len += (size_t)n;
         }
         close(pipefd[0]);
         err[len] = '\0';
@@ -677,12 +688,35 @@ static int virt_open(const struct drv_config *cfg, struct drv **ret)
         return 0;
 }
 
+/* The host's memory in KiB: MemTotal from the node's memory stats where the hypervisor
+ * gives them, since virNodeGetInfo sums NUMA node sizes, which on ballooned or
+ * hot-plugged guests (as on our CI machines) is a fraction of MemTotal and drifts. */
+static int memory_total_kib(virConnectPtr conn, const virNodeInfo *info, uint64_t *ret)
+{
+        virNodeMemoryStatsPtr p;
+        int n = 0;
+
+        *ret = info->memory;
+        if (virNodeGetMemoryStats(conn, VIR_NODE_MEMORY_STATS_ALL_CELLS, NULL, &n, 0) < 0 || n <= 0)
+                return 0;                /* the test driver has none: node info it is */
+        p = calloc((size_t)n, sizeof(*p));
+        if (!p)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if (virNodeGetMemoryStats(conn, VIR_NODE_MEMORY_STATS_ALL_CELLS, p, &n, 0) == 0)
+                for (int i = 0; i < n; i++)
+                        if (strcmp(p[i].field, VIR_NODE_MEMORY_STATS_TOTAL) == 0 && p[i].value)
+                                *ret = p[i].value;
+        free(p);
+        return 0;
+}
+
 static int virt_capacity(struct drv *d, struct drv_capacity *ret)
 {
         struct drv_libvirt *v = virt_of(d);
         _cleanup_conn_ virConnectPtr conn = NULL;
         struct drv_capacity cap = v->override;
         virNodeInfo info;
+        uint64_t mem_kib;
         int r;
 
         if (!cap.vcpus || !cap.memory_mib) {
@@ -691,10 +725,13 @@ static int virt_capacity(struct drv *d, struct drv_capacity *ret)
                         return r;
                 if (virNodeGetInfo(conn, &info) < 0)
                         return virt_fail("cannot read node info from %s", v->uri);
+                r = memory_total_kib(conn, &info, &mem_kib);
+                if (r < 0)
+                        return r;
                 if (!cap.vcpus)
                         cap.vcpus = info.cpus;
                 if (!cap.memory_mib)
-                        cap.memory_mib = info.memory / 1024;
+                        cap.memory_mib = mem_kib / 1024;
         }
         if (!cap.disk_gib) {
                 struct statvfs sv;
@@ -725,13 +762,16 @@ static void owned_free(struct owned *o, size_t n)
  * count; *ret holds a reference to each domain (owned_free). */
 static int owned_list(virConnectPtr conn, const char *uri, struct owned **ret)
 {
-        _cleanup_domains_ virDomainPtr *doms = NULL;
+        _cleanup_domains_ struct domain_list l = {0};
+        virDomainPtr *doms;
         struct owned *out;
-        int n = virConnectListAllDomains(conn, &doms, 0);
         size_t k = 0;
+        int n = virConnectListAllDomains(conn, &l.v, 0);
 
         if (n < 0)
                 return virt_fail("cannot list domains on %s", uri);
+        l.n = n;
+        doms = l.v;
         out = calloc((size_t)n + 1, sizeof(*out));
         if (!out)
                 return lsc_err_set(-ENOMEM, "out of memory listing domains");
@@ -925,7 +965,12 @@ static int define_start(virConnectPtr conn, struct drv_libvirt *v, const struct 
 
         if (r < 0)
                 return r;
+        /* libvirt's schema validation (libxml2 RNG) is not safe when two defines run
+         * at once in one process (seen with test:///: "Unable to parse RNG"): one at
+         * a time; a define is quick next to starting the domain */
+        pthread_mutex_lock(&define_lock);
         dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+        pthread_mutex_unlock(&define_lock);
         if (!dom)
                 return virt_fail("cannot define domain %s", spec->name);
         if (virDomainCreate(dom) < 0) {

@@ -239,6 +239,10 @@ static int server_text(const Lsc__Server *s)
         }
         kv("desired:", "%s", or_dash(s->desired));
         kv("state:", "%s", or_dash(s->state));
+        if (s->reason && s->reason[0])
+                kv("reason:", "%s", s->reason);
+        if (s->failures)
+                kv("failures:", "%u failed binding%s in a row", s->failures, s->failures == 1 ? "" : "s");
         kv("host:", "%s", or_dash(s->host));
         kv("generation:", "%" PRIu64, s->generation);
         format_time_s(s->created_at, t, sizeof(t));
@@ -379,6 +383,8 @@ static json_t *server_json(const Lsc__Server *s)
         bad |= jset(o, "expires_at", jtime_s(s->expires_at));
         bad |= jset(o, "desired", jstr(s->desired));
         bad |= jset(o, "state", jstr(s->state));
+        bad |= jset(o, "reason", jstr(s->reason));
+        bad |= jset(o, "failures", json_integer(s->failures));
         bad |= jset(o, "host", jstr(s->host));
         bad |= jset(o, "generation", json_integer((json_int_t)s->generation));
         bad |= jset(o, "created_at", jtime_s(s->created_at));

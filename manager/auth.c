@@ -2,6 +2,7 @@
  * CURVE public key is enrolled, and its User-Id becomes the host the key is for; the
  * loop then accepts messages only for that host. */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #include "util.h"
 #include "validate.h"
 
-#define AUTH_RELOAD_MIN_US 1000000
+#define AUTH_RELOAD_MIN_US 100000   /* at most ten directory reads a second */
 
 static int load_dir(struct auth *a)
 {
@@ -21,6 +22,7 @@ static int load_dir(struct auth *a)
         struct dirent *e;
         struct auth_key *keys = NULL;
         size_t n = 0, cap = 0;
+        bool incomplete = false;
 
         if (!d)
                 return lsc_err_set(-errno, "cannot read the authorised-keys directory %s: %s", a->dir,
@@ -49,12 +51,16 @@ static int load_dir(struct auth *a)
                 snprintf(path, sizeof(path), "%s/%s", a->dir, e->d_name);
                 if (lsc_curve_read_public(path, keys[n].key) < 0) {
                         log_warn("authorised keys: ignoring %s: %s", path, lsc_err_msg(-EINVAL));
+                        incomplete = true;       /* perhaps still being written */
                         continue;
                 }
                 snprintf(keys[n].host, sizeof(keys[n].host), "%s", host);
                 n++;
         }
         closedir(d);
+        struct stat st;
+        a->incomplete = incomplete;
+        a->mtime_ns = stat(a->dir, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec : 0;
         free(a->keys);
         a->keys = keys;
         a->n_keys = n;
@@ -99,11 +105,22 @@ static const char *lookup(const struct auth *a, const char *key)
         return NULL;
 }
 
+/* Whether the directory changed since it was read (a key added, removed or replaced:
+ * files are written next to it and renamed in, which changes the directory). */
+static bool dir_changed(const struct auth *a)
+{
+        struct stat st;
+
+        if (a->incomplete || stat(a->dir, &st) < 0)
+                return true;
+        return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != a->mtime_ns;
+}
+
 const char *auth_host_of(struct auth *a, const char *key)
 {
         const char *host = lookup(a, key);
 
-        if (!host && lsc_now_us() - a->loaded_us >= AUTH_RELOAD_MIN_US) {
+        if (!host && lsc_now_us() - a->loaded_us >= AUTH_RELOAD_MIN_US && dir_changed(a)) {
                 if (load_dir(a) < 0)
                         log_warn("%s", lsc_err_msg(-EIO));
                 host = lookup(a, key);

@@ -16,6 +16,8 @@ struct auth {
         struct auth_key *keys;
         size_t n_keys;
         int64_t loaded_us;               /* when dir was last read (monotonic) */
+        int64_t mtime_ns;                /* dir's mtime then */
+        bool incomplete;                 /* a key file did not parse: read again */
         void *zap;                       /* REP on inproc://zeromq.zap.01 */
         uint64_t admitted, refused;
 };
@@ -25,6 +27,7 @@ int auth_init(struct auth *a, void *zctx, const char *dir);
 void auth_fini(struct auth *a);
 /* After POLLIN on a->zap: answers one ZAP request. */
 void auth_handle(struct auth *a);
-/* The host a Z85 key is enrolled for, or NULL. Re-reads the directory (at most once a
- * second) when the key is unknown, so enrolling a host needs no restart. */
+/* The host a Z85 key is enrolled for, or NULL. Re-reads the directory when the key is
+ * unknown and the directory changed (at most ten times a second), so enrolling a
+ * host needs no restart. */
 const char *auth_host_of(struct auth *a, const char *key);

@@ -249,10 +249,11 @@ static int view_host(struct loop *l, const Lsc__Host *row)
                 uint32_t idx;
                 kind = row->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, row->kind) : 0;
                 spec.kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
-                spec.id = (uint64_t)l->liveness.n_hosts + 1;
+                spec.id = ++rc->next_host_id;   /* the view's own; names are the real key */
                 spec.active = !row->admin || strcmp(row->admin, "active") == 0;
-                if (sched_host_add(rc->view, &spec, &idx) < 0)
-                        return -ENOMEM;
+                int r = sched_host_add(rc->view, &spec, &idx);
+                if (r < 0)
+                        return r;
                 h->view = idx;
         } else {
                 struct sched_host *vh = sched_view_host(rc->view, (uint32_t)h->view);
@@ -473,7 +474,8 @@ static void loaded(struct loop *l, Lsc__Reply *rp)
         reconcile_observe_groups(l, rp->groups, rp->n_groups);
         for (size_t i = 0; i < rp->n_hosts; i++)
                 if (view_host(l, rp->hosts[i]) < 0)
-                        log_error("out of memory loading host %s", rp->hosts[i]->name);
+                        log_error("cannot add host %s to the view: %s", rp->hosts[i]->name,
+                                  lsc_err_msg(-EIO));
         rc->loaded = true;
         rc->dhcp_dirty = true;
         log_info("view loaded: %zu hosts, %zu servers not merely defined", rp->n_hosts, rp->n_servers);

@@ -45,6 +45,7 @@ struct reconcile {
         int64_t next_place_us;
         int64_t bind_timeout_us;
         uint64_t bound, refused, no_fit;  /* counters */
+        uint64_t next_host_id;
         const char *dhcp_hosts;          /* the dnsmasq hosts file to keep current, or NULL */
         bool dhcp_dirty, dhcp_inflight;
 };

@@ -119,7 +119,7 @@ expect_eq "$(jq '[.[] | select(.kind == "group.create")] | length' <<<"$OUT")" 3
 expect_eq "$(jq -r '[.[] | select(.kind == "group.delete") | .detail.name] | join(",")' <<<"$OUT")" web \
 	"group.delete events"
 expect_exit 0 lsc group --help
-expect_contains "$OUT" "next binding" "group help"
+expect_contains "$OUT" "holds no host" "group help"
 expect_exit 0 lsc server --help
 expect_contains "$OUT" "--group NAME" "server help"
 echo "ok"

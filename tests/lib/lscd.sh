@@ -5,6 +5,8 @@
 
 : "${LSC_BIN:?LSC_BIN must point at the bin directory of the build}"
 LSCD_PID=
+LSCD_ARGS=()                 # extra lscd arguments (agents: see lsc_test_setup --agents)
+declare -A AGENT_PIDS=()
 
 lsc() { "$LSC_BIN/lsc" "$@"; }
 
@@ -65,7 +67,7 @@ lsc_wait_ping() {
 # lscd_start: starts lscd in the background on $LSC_MANAGER and waits for it.
 lscd_start() {
 	printf -- '--- lscd start %s\n' "$(date +%T.%N)" >>"$LSC_SCRATCH/lscd.log"
-	"$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "$LSC_MANAGER" --log-level debug \
+	"$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "$LSC_MANAGER" --log-level debug "${LSCD_ARGS[@]}" \
 		</dev/null >>"$LSC_SCRATCH/lscd.log" 2>&1 &
 	LSCD_PID=$!
 	lsc_wait_ping 20
@@ -115,9 +117,54 @@ pg_restart_same_port() {
 	pg_start "$PG_DIR" "$PG_PORT"
 }
 
+# agent_enrol NAME: creates NAME's keypair and enrols its public key with lscd.
+agent_enrol() {
+	mkdir -p "$LSC_SCRATCH/agents/$1"
+	"$LSC_BIN/lsc-agent" --name "$1" --state-dir "$LSC_SCRATCH/agents/$1" \
+		--print-public-key >"$LSC_SCRATCH/keys/$1.pub.tmp" || fail "no key for agent $1"
+	mv "$LSC_SCRATCH/keys/$1.pub.tmp" "$LSC_SCRATCH/keys/$1.pub"   # appears whole
+}
+
+# agent_start NAME [lsc-agent options...]: enrols NAME (unless it is) and starts its
+# agent (libvirt's in-process test driver unless options say otherwise).
+agent_start() {
+	local name=$1
+	shift
+	[ -f "$LSC_SCRATCH/keys/$name.pub" ] || agent_enrol "$name"
+	"$LSC_BIN/lsc-agent" --name "$name" --state-dir "$LSC_SCRATCH/agents/$name" \
+		--manager "tcp://127.0.0.1:$LSC_AGENT_PORT" --manager-key "$LSC_SCRATCH/lscd.pub" \
+		--log-level debug "$@" </dev/null >>"$LSC_SCRATCH/agent-$name.log" 2>&1 &
+	AGENT_PIDS[$name]=$!
+}
+
+# agent_stop NAME: SIGTERM, then wait for it.
+agent_stop() {
+	local pid=${AGENT_PIDS[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "AGENT_PIDS[$1]"
+}
+
+# wait_until SECONDS CMD...: until CMD succeeds; fails the test after SECONDS.
+wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$deadline" ] || fail "still not true after the wait: $*"
+		sleep 0.2
+	done
+}
+
 lsc_test_cleanup() {
 	local rc=$?
 	set +e
+	local a
+	for a in "${!AGENT_PIDS[@]}"; do agent_stop "$a"; done
+	if grep -lE 'AddressSanitizer|LeakSanitizer|runtime error:' "$LSC_SCRATCH"/agent-*.log 2>/dev/null; then
+		echo "FAIL: sanitizer report in an agent's log" >&2
+		[ "$rc" -eq 0 ] && rc=1
+	fi
 	if [ -n "$LSCD_PID" ]; then
 		lscd_stop
 		local lrc=$?
@@ -135,6 +182,11 @@ lsc_test_cleanup() {
 	if [ "$rc" -ne 0 ]; then
 		echo "--- last 40 lines of lscd's log ($LSC_SCRATCH/lscd.log):" >&2
 		tail -n 40 "$LSC_SCRATCH/lscd.log" >&2
+		for a in "$LSC_SCRATCH"/agent-*.log; do
+			[ -f "$a" ] || continue
+			echo "--- last 15 lines of ${a##*/}:" >&2
+			tail -n 15 "$a" >&2
+		done
 	fi
 	if [ "$rc" -eq 0 ] || [ -z "${LSC_KEEP_SCRATCH:-}" ]; then
 		rm -rf "$LSC_SCRATCH"
@@ -144,12 +196,22 @@ lsc_test_cleanup() {
 	exit "$rc"
 }
 
-# lsc_test_setup: scratch dir, PostgreSQL, lscd on ipc://SCRATCH/lscd.sock,
-# LSC_MANAGER exported, and an EXIT trap that stops both and cleans up.
+# lsc_test_setup [--agents]: scratch dir, PostgreSQL, lscd on ipc://SCRATCH/lscd.sock,
+# LSC_MANAGER exported, and an EXIT trap that stops everything and cleans up. With
+# --agents, lscd also listens for agents (CurveZMQ) on 127.0.0.1:LSC_AGENT_PORT,
+# with its key in SCRATCH/lscd.key (public: lscd.pub) and enrolled keys in SCRATCH/keys.
 lsc_test_setup() {
 	LSC_SCRATCH=$(pg_scratch_dir)
 	touch "$LSC_SCRATCH/lscd.log"
 	trap lsc_test_cleanup EXIT
+	if [ "${1:-}" = --agents ]; then
+		mkdir -p "$LSC_SCRATCH/keys"
+		LSC_AGENT_PORT=$(pg_free_port)
+		"$LSC_BIN/lscd" --curve-key "$LSC_SCRATCH/lscd.key" --print-public-key >"$LSC_SCRATCH/lscd.pub" ||
+			fail "lscd made no key"
+		LSCD_ARGS=(--agent-listen "tcp://127.0.0.1:$LSC_AGENT_PORT" --curve-key "$LSC_SCRATCH/lscd.key"
+			--authorized-keys "$LSC_SCRATCH/keys" --dhcp-hosts "$LSC_SCRATCH/dhcp-hosts" --seed 1)
+	fi
 	local i
 	for i in 1 2 3; do   # pg_free_port can race with another test: retry
 		pg_start "$LSC_SCRATCH/pg" && break

@@ -501,6 +501,47 @@ static void libvirt_second_handle_sees_the_same_state(void **state)
         drv_close(&b);
 }
 
+struct worker {
+        struct drv *d;
+        char uuid[DRV_UUID_STR];
+        char name[16];
+        int r;
+};
+
+static void *instantiate_and_destroy(void *arg)
+{
+        struct worker *w = arg;
+
+        w->r = instantiate(w->d, w->uuid, w->name, 1);
+        if (w->r == 0)
+                w->r = drv_destroy(w->d, w->uuid, 1);
+        return NULL;
+}
+
+/* The documented rule: one handle may serve several worker threads at once. */
+static void libvirt_one_handle_serves_several_threads(void **state)
+{
+        struct drv *d = open_libvirt();
+        struct worker w[4];
+        pthread_t t[4];
+        struct drv_instance *v;
+
+        for (int i = 0; i < 4; i++) {
+                w[i] = (struct worker){ .d = d };
+                memcpy(w[i].uuid, "6c1d2a52-7f5e-4b7e-9a53-000000000100", DRV_UUID_STR);
+                w[i].uuid[35] = (char)('0' + i);
+                snprintf(w[i].name, sizeof(w[i].name), "par%d", i);
+                assert_int_equal(pthread_create(&t[i], NULL, instantiate_and_destroy, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+                assert_int_equal(w[i].r, 0);
+        }
+        assert_int_equal(list(d, &v), 0);
+        free(v);
+        drv_close(&d);
+}
+
 static void libvirt_stats_report_instances_and_host(void **state)
 {
         struct drv *d = open_libvirt();
@@ -748,6 +789,7 @@ int main(void)
                 LV(libvirt_shutdown_stops_and_removes_the_instance),
                 LV(libvirt_capacity_reads_node_info),
                 LV(libvirt_second_handle_sees_the_same_state),
+                LV(libvirt_one_handle_serves_several_threads),
                 LV(libvirt_stats_report_instances_and_host),
                 LV(libvirt_health_is_ok_on_a_live_connection),
                 LV(libvirt_unknown_uri_fails_open_with_libvirts_message),

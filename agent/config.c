@@ -1,0 +1,501 @@
+/* lsc-agent's settings: one table of keys shared by the ini file and the command line,
+ * each value checked when it is set (so an error names the key and the value), the
+ * defaults, and the state dir with the agent's keypair. */
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "config.h"
+#include "err.h"
+#include "util.h"
+
+#define DEFAULT_DRIVER "libvirt"
+#define DEFAULT_URI "test:///default"
+#define TEXT_MAX 1024
+#define PATH_LEN_MAX 3800                /* room for the files the agent puts inside */
+
+enum key {
+        K_NAME, K_MANAGER, K_MANAGER_KEY, K_STATE_DIR, K_DRIVER, K_URI, K_BRIDGE, K_NETWORK,
+        K_IMAGE_DIR, K_SHARED_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
+        K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL,
+        K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG,
+        K_COUNT
+};
+
+static const char *const key_names[K_COUNT] = {
+        [K_NAME] = "name",
+        [K_MANAGER] = "manager",
+        [K_MANAGER_KEY] = "manager_public_key_file",
+        [K_STATE_DIR] = "state_dir",
+        [K_DRIVER] = "driver",
+        [K_URI] = "uri",
+        [K_BRIDGE] = "bridge",
+        [K_NETWORK] = "network",
+        [K_IMAGE_DIR] = "image_dir",
+        [K_SHARED_DIR] = "shared_dir",
+        [K_VCPUS] = "vcpus",
+        [K_MEMORY_MIB] = "memory_mib",
+        [K_DISK_GIB] = "disk_gib",
+        [K_ALLOC_RATIO] = "alloc_ratio",
+        [K_LABELS] = "labels",
+        [K_HEARTBEAT_MS] = "heartbeat_ms",
+        [K_DRIVER_SLOW_MS] = "driver_slow_ms",
+        [K_REGISTER_RETRY_MS] = "register_retry_ms",
+        [K_LOG_LEVEL] = "log_level",
+        [K_FAKE_FAIL_INSTANTIATE] = "fake_fail_instantiate",
+        [K_FAKE_FAIL_MESSAGE] = "fake_fail_message",
+        [K_FAKE_LATENCY_MS] = "fake_latency_ms",
+        [K_FAKE_UNHEALTHY] = "fake_unhealthy",
+        [K_FAKE_HANG] = "fake_hang",
+};
+
+/* Keys only the fake driver reads: set with another driver, they are a mistake. */
+#define FAKE_KEYS ((1ull << K_FAKE_FAIL_INSTANTIATE) | (1ull << K_FAKE_FAIL_MESSAGE) | \
+                   (1ull << K_FAKE_LATENCY_MS) | (1ull << K_FAKE_UNHEALTHY) | (1ull << K_FAKE_HANG))
+
+void agent_config_init(struct agent_config *c)
+{
+        memset(c, 0, sizeof(*c));
+        c->alloc_ratio = 1.0;
+        c->heartbeat_ms = 1000;
+        c->driver_slow_ms = 10000;
+        c->register_retry_ms = 3000;
+        c->log_level = LSC_LOG_INFO;
+}
+
+void agent_config_free(struct agent_config *c)
+{
+        free(c->name);
+        free(c->manager);
+        free(c->manager_key_file);
+        free(c->state_dir);
+        free(c->driver);
+        free(c->uri);
+        free(c->bridge);
+        free(c->network);
+        free(c->image_dir);
+        free(c->shared_dir);
+        free(c->fake_fail_message);
+        agent_config_init(c);
+}
+
+/* ---- value checks: each returns 0 or -EINVAL with a detail naming key and value ---- */
+
+static int bad(const char *key, const char *value, const char *want)
+{
+        char shown[LSC_SHOW_BUF];
+
+        return lsc_err_set(-EINVAL, "invalid %s \"%s\": %s", key, lsc_str_show(value, shown), want);
+}
+
+static bool printable(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+                        return false;
+        return true;
+}
+
+static bool only_chars(const char *s, const char *extra)
+{
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      strchr(extra, *s)))
+                        return false;
+        return true;
+}
+
+static int check_text(const char *key, const char *v, size_t max)
+{
+        if (!*v || strlen(v) > max || !printable(v))
+                return bad(key, v, "want printable text");
+        return 0;
+}
+
+static int check_path(const char *key, const char *v, bool absolute)
+{
+        if (!*v || strlen(v) > PATH_LEN_MAX || !printable(v))
+                return bad(key, v, "want a path");
+        if (absolute && v[0] != '/')
+                return bad(key, v, "want an absolute path");
+        return 0;
+}
+
+static int check_endpoint(const char *key, const char *v)
+{
+        if (strncmp(v, "tcp://", 6) == 0) {
+                const char *host = v + 6, *colon = strrchr(host, ':');
+                uint64_t port;
+                char *end;
+
+                if (!colon || colon == host || !colon[1] ||
+                    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                        return bad(key, v, "use tcp://HOST:PORT or ipc://PATH");
+                port = strtoull(colon + 1, &end, 10);
+                if (port == 0 || port > 65535 || strlen(colon + 1) > 5)
+                        return bad(key, v, "the port must be 1-65535");
+                for (const char *p = host; p < colon; p++)
+                        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                              (*p >= '0' && *p <= '9') || strchr(".-_:[]", *p)))
+                                return bad(key, v, "use tcp://HOST:PORT or ipc://PATH");
+                return 0;
+        }
+        if (strncmp(v, "ipc://", 6) == 0) {
+                if (!v[6] || strlen(v + 6) >= 108 || !printable(v))
+                        return bad(key, v, "the ipc path must be 1-107 bytes");
+                return 0;
+        }
+        return bad(key, v, "use tcp://HOST:PORT or ipc://PATH");
+}
+
+static int parse_range(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        uint64_t n = 0;
+        char want[96];
+
+        if (lsc_parse_u64(key, v, &n) < 0 || n < min || n > max) {
+                snprintf(want, sizeof(want), "want a whole number from %llu to %llu",
+                         (unsigned long long)min, (unsigned long long)max);
+                return bad(key, v, want);
+        }
+        *ret = n;
+        return 0;
+}
+
+static int parse_u32(const char *key, const char *v, uint32_t min, uint32_t max, uint32_t *ret)
+{
+        uint64_t n = 0;
+        int r = parse_range(key, v, min, max, &n);
+
+        if (r == 0)
+                *ret = (uint32_t)n;
+        return r;
+}
+
+static int parse_bool(const char *key, const char *v, bool *ret)
+{
+        static const char *const yes[] = { "true", "yes", "on", "1" }, *const no[] = { "false", "no", "off", "0" };
+
+        for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+                if (strcmp(v, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcmp(v, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return bad(key, v, "want true or false");
+}
+
+static int parse_ratio(const char *key, const char *v, double *ret)
+{
+        char *end;
+        double d;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(d) || d <= 0.0 || d > 100.0)
+                return bad(key, v, "want a number above 0 and at most 100, e.g. 1.5");
+        *ret = d;
+        return 0;
+}
+
+/* "k=v,k2=v2" (spaces around items allowed); all or nothing. */
+static int parse_labels(struct agent_config *c, const char *key, const char *v)
+{
+        struct agent_label labels[AGENT_LABELS_MAX];
+        _cleanup_free_ char *buf = strdup(v);
+        char *save = NULL, *item;
+        size_t n = 0;
+
+        if (!buf)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if (strstr(v, ",,") || v[0] == ',' || (*v && v[strlen(v) - 1] == ','))
+                return bad(key, v, "an empty label between commas");
+        for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                const char *k, *val;
+                char *end;
+
+                while (*item == ' ' || *item == '\t')
+                        item++;
+                end = item + strlen(item);
+                while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+                        *--end = '\0';
+                if (n == AGENT_LABELS_MAX)
+                        return bad(key, v, "at most 64 labels");
+                if (lsc_label_parse(item, &k, &val) < 0)
+                        return -EINVAL;          /* its detail names the label */
+                for (size_t i = 0; i < n; i++)
+                        if (strcmp(labels[i].key, k) == 0)
+                                return bad(key, v, "a label key appears twice");
+                snprintf(labels[n].key, sizeof(labels[n].key), "%s", k);
+                snprintf(labels[n].value, sizeof(labels[n].value), "%s", val);
+                n++;
+        }
+        memcpy(c->labels, labels, n * sizeof(*labels));
+        c->n_labels = n;
+        return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+        char *s = NULL;
+
+        if (v && !(s = strdup(v)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+static int set_key(struct agent_config *c, enum key k, const char *v)
+{
+        const char *key = key_names[k];
+        uint64_t n = 0;
+        int r;
+
+        switch (k) {
+        case K_NAME:
+                if ((r = lsc_validate_name("host name", v)) < 0)
+                        return r;
+                return set_str(&c->name, v);
+        case K_MANAGER:
+                return (r = check_endpoint(key, v)) < 0 ? r : set_str(&c->manager, v);
+        case K_MANAGER_KEY:
+                return (r = check_path(key, v, false)) < 0 ? r : set_str(&c->manager_key_file, v);
+        case K_STATE_DIR:
+                return (r = check_path(key, v, true)) < 0 ? r : set_str(&c->state_dir, v);
+        case K_IMAGE_DIR:
+        case K_SHARED_DIR: {
+                char **dst = k == K_IMAGE_DIR ? &c->image_dir : &c->shared_dir;
+                if (!*v)
+                        return set_str(dst, NULL);      /* empty: the driver's default */
+                return (r = check_path(key, v, true)) < 0 ? r : set_str(dst, v);
+        }
+        case K_DRIVER:
+                if (!drv_lookup(v))
+                        return bad(key, v, "use libvirt or fake");
+                return set_str(&c->driver, v);
+        case K_URI:
+                return (r = check_text(key, v, TEXT_MAX)) < 0 ? r : set_str(&c->uri, v);
+        case K_BRIDGE:
+                if (!*v)
+                        return set_str(&c->bridge, NULL);
+                if (strlen(v) > 15 || !only_chars(v, "._-"))
+                        return bad(key, v, "want an interface name (1-15 of A-Z a-z 0-9 . _ -)");
+                return set_str(&c->bridge, v);
+        case K_NETWORK:
+                if (!*v)
+                        return set_str(&c->network, NULL);
+                if (strlen(v) > 63 || !only_chars(v, "._-"))
+                        return bad(key, v, "want a libvirt network name (1-63 of A-Z a-z 0-9 . _ -)");
+                return set_str(&c->network, v);
+        case K_VCPUS:
+                if (lsc_parse_u64(key, v, &n) < 0 || lsc_validate_vcpus(n) < 0)
+                        return -EINVAL;
+                c->vcpus = (uint32_t)n;
+                return 0;
+        case K_MEMORY_MIB:
+                if (lsc_parse_u64(key, v, &n) < 0 || lsc_validate_memory_mib(n) < 0)
+                        return -EINVAL;
+                c->memory_mib = n;
+                return 0;
+        case K_DISK_GIB:
+                if (lsc_parse_u64(key, v, &n) < 0 || n == 0 || lsc_validate_disk_gib(n) < 0)
+                        return n == 0 ? bad(key, v, "want at least 1") : -EINVAL;
+                c->disk_gib = n;
+                return 0;
+        case K_ALLOC_RATIO:
+                return parse_ratio(key, v, &c->alloc_ratio);
+        case K_LABELS:
+                return parse_labels(c, key, v);
+        case K_HEARTBEAT_MS:
+                return parse_u32(key, v, 50, 60000, &c->heartbeat_ms);
+        case K_DRIVER_SLOW_MS:
+                return parse_u32(key, v, 100, 3600000, &c->driver_slow_ms);
+        case K_REGISTER_RETRY_MS:
+                return parse_u32(key, v, 100, 600000, &c->register_retry_ms);
+        case K_LOG_LEVEL:
+                if (lsc_log_level_parse(v, &c->log_level) < 0)
+                        return bad(key, v, "use error, warn, info or debug");
+                return 0;
+        case K_FAKE_FAIL_INSTANTIATE:
+                return parse_u32(key, v, 0, 1000000, &c->fake_fail_instantiate);
+        case K_FAKE_FAIL_MESSAGE:
+                return (r = check_text(key, v, 200)) < 0 ? r : set_str(&c->fake_fail_message, v);
+        case K_FAKE_LATENCY_MS:
+                return parse_u32(key, v, 0, 3600000, &c->fake_latency_ms);
+        case K_FAKE_UNHEALTHY:
+                return parse_bool(key, v, &c->fake_unhealthy);
+        case K_FAKE_HANG:
+                return parse_bool(key, v, &c->fake_hang);
+        case K_COUNT:
+                break;
+        }
+        return lsc_err_set(-ENOENT, "unknown key %s", key);
+}
+
+/* ---- the public face ---- */
+
+int agent_config_set(struct agent_config *c, const char *key, const char *value, bool from_cli)
+{
+        char shown[LSC_SHOW_BUF];
+        int r;
+
+        if (!key || !value)
+                return lsc_err_set(-EINVAL, "no key or no value");
+        for (int k = 0; k < K_COUNT; k++) {
+                if (strcmp(key, key_names[k]) != 0)
+                        continue;
+                if (!from_cli && (c->from_cli & (1ull << k)))
+                        return 0;        /* the command line said otherwise: it wins */
+                if ((r = set_key(c, (enum key)k, value)) < 0)
+                        return r;
+                if (from_cli)
+                        c->from_cli |= 1ull << k;
+                if ((1ull << k) & FAKE_KEYS)
+                        c->fake_set = true;
+                return 0;
+        }
+        return lsc_err_set(-ENOENT, "unknown key \"%s\" in [agent]", lsc_str_show(key, shown));
+}
+
+struct load_ctx {
+        struct agent_config *c;
+        char err[512];                   /* the first error: ini_parse reports its line */
+};
+
+static int ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+        struct load_ctx *x = user;
+        char shown[LSC_SHOW_BUF];
+        int r;
+
+        if (strcmp(section, "agent") != 0) {
+                if (!x->err[0])
+                        snprintf(x->err, sizeof(x->err), "unknown section [%s]: lsc-agent reads [agent]",
+                                 lsc_str_show(section, shown));
+                return 0;
+        }
+        r = agent_config_set(x->c, name, value, false);
+        if (r < 0 && !x->err[0])
+                snprintf(x->err, sizeof(x->err), "%s", lsc_err_msg(r));
+        return r == 0;
+}
+
+int agent_config_load(struct agent_config *c, const char *path)
+{
+        struct load_ctx x = { .c = c };
+        FILE *f = fopen(path, "re");
+        int line;
+
+        if (!f)
+                return lsc_err_set(-errno, "cannot read config file %s: %s", path, strerror(errno));
+        line = ini_parse_file(f, ini_entry, &x);
+        fclose(f);
+        if (line < 0)
+                return lsc_err_set(-ENOMEM, "%s: out of memory", path);
+        if (line > 0)
+                return lsc_err_set(-EINVAL, "%s:%d: %s", path, line, x.err[0] ? x.err : "syntax error");
+        return 0;
+}
+
+int agent_config_finish(struct agent_config *c, bool need_manager)
+{
+        int r;
+
+        if (!c->name)
+                return lsc_err_set(-EINVAL, "no host name: give --name HOST");
+        if (!c->state_dir) {
+                size_t len = strlen(AGENT_STATE_DIR_BASE) + strlen(c->name) + 2;
+                if (!(c->state_dir = malloc(len)))
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                snprintf(c->state_dir, len, "%s/%s", AGENT_STATE_DIR_BASE, c->name);
+        }
+        if (!c->driver && (r = set_str(&c->driver, DEFAULT_DRIVER)) < 0)
+                return r;
+        if (!c->uri && (r = set_str(&c->uri, DEFAULT_URI)) < 0)
+                return r;
+        if (c->fake_set && strcmp(c->driver, "fake") != 0)
+                return lsc_err_set(-EINVAL, "fake_* settings are for driver fake, not %s", c->driver);
+        if (!need_manager)
+                return 0;
+        if (!c->manager)
+                return lsc_err_set(-EINVAL, "no manager endpoint: give --manager ENDPOINT or "
+                                   "manager = tcp://HOST:PORT in [agent]");
+        if (!c->manager_key_file)
+                return lsc_err_set(-EINVAL, "no manager public key: give --manager-key FILE or "
+                                   "manager_public_key_file = FILE in [agent]");
+        return lsc_curve_read_public(c->manager_key_file, c->manager_key);
+}
+
+/* mkdir -p: parents as 0755, the state dir itself 0711 (the hypervisor's user may
+ * have to reach disks inside it, but nobody needs to list it). */
+static int mkdir_p(const char *path)
+{
+        _cleanup_free_ char *p = strdup(path);
+        struct stat st;
+
+        if (!p)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (char *s = p + 1;; s++) {
+                bool last = *s == '\0';
+
+                if (*s != '/' && !last)
+                        continue;
+                *s = '\0';
+                if (mkdir(p, last ? 0711 : 0755) < 0 && errno != EEXIST)
+                        return lsc_err_set(-errno, "cannot create %s: %s", p, strerror(errno));
+                if (last)
+                        break;
+                *s = '/';
+        }
+        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                return lsc_err_set(-ENOTDIR, "the state dir %s is not a directory", path);
+        return 0;
+}
+
+int agent_config_keys(const struct agent_config *c, char ret_public[LSC_Z85_KEY],
+                      char ret_secret[LSC_Z85_KEY])
+{
+        char sec[4096], pub[4096];
+        int r;
+
+        if ((r = mkdir_p(c->state_dir)) < 0)
+                return r;
+        snprintf(sec, sizeof(sec), "%s/%s", c->state_dir, AGENT_KEY_FILE);
+        snprintf(pub, sizeof(pub), "%s/%s", c->state_dir, AGENT_PUB_FILE);
+        return lsc_curve_load_or_create(sec, pub, ret_public, ret_secret);
+}
+
+void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
+{
+        *ret = (struct drv_config){
+                .uri = c->uri,
+                .bridge = c->bridge,
+                .network = c->network,
+                .state_dir = c->state_dir,
+                .image_dir = c->image_dir,
+                .shared_dir = c->shared_dir,
+                .vcpus = c->vcpus,
+                .memory_mib = c->memory_mib,
+                .disk_gib = c->disk_gib,
+                .fake_fail_instantiate = c->fake_fail_instantiate,
+                .fake_fail_message = c->fake_fail_message,
+                .fake_latency_ms = c->fake_latency_ms,
+                .fake_unhealthy = c->fake_unhealthy,
+                .fake_hang = c->fake_hang,
+        };
+}
+
+const char *agent_config_kind(const struct agent_config *c)
+{
+        if (c->driver && (strcmp(c->driver, "container") == 0 || strcmp(c->driver, "metal") == 0))
+                return c->driver;
+        return "vm";
+}

@@ -1,0 +1,73 @@
+/* lsc-agent's settings: the [agent] section of an ini file and the command line (which
+ * wins), every value checked on the way in, plus the agent's CurveZMQ keypair. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "curve.h"
+#include "driver.h"
+#include "log.h"
+#include "validate.h"
+
+#define AGENT_STATE_DIR_BASE "/var/lib/lsc-agent"    /* state_dir defaults to BASE/HOST */
+#define AGENT_KEY_FILE "agent.key"                   /* in the state dir, 0600 */
+#define AGENT_PUB_FILE "agent.pub"
+#define AGENT_LABELS_MAX 64
+
+struct agent_label {
+        char key[LSC_LABEL_MAX + 1];
+        char value[LSC_LABEL_MAX + 1];
+};
+
+struct agent_config {
+        char *name;                      /* the host: a DNS label, as enrolled at the manager */
+        char *manager;                   /* tcp://HOST:PORT or ipc://PATH */
+        char *manager_key_file;          /* the manager's Z85 public key */
+        char *state_dir;                 /* default AGENT_STATE_DIR_BASE/NAME */
+        char *driver;                    /* "libvirt" (default) or "fake" */
+        char *uri;                       /* libvirt URI, default test:///default */
+        char *bridge, *network, *image_dir, *shared_dir;    /* NULL: the driver's default */
+        uint32_t vcpus;                  /* capacity overrides; 0: what the driver reads */
+        uint64_t memory_mib, disk_gib;
+        double alloc_ratio;              /* allocatable = physical x this, vcpus and memory */
+        struct agent_label labels[AGENT_LABELS_MAX];
+        size_t n_labels;
+        uint32_t heartbeat_ms;           /* default 1000 */
+        uint32_t driver_slow_ms;         /* a driver call running longer makes the host
+                                          * unhealthy; default 10000 */
+        uint32_t register_retry_ms;      /* a Register unanswered or refused is sent again
+                                          * after this; default 3000 */
+        enum lsc_log_level log_level;
+        /* fake driver faults, in force from the start */
+        uint32_t fake_fail_instantiate;
+        char *fake_fail_message;
+        uint32_t fake_latency_ms;
+        bool fake_unhealthy, fake_hang;
+
+        /* filled by agent_config_finish */
+        char manager_key[LSC_Z85_KEY];
+        uint64_t from_cli;               /* keys set on the command line: the file keeps off */
+        bool fake_set;                   /* some fake_* key was given */
+};
+
+/* Defaults for everything. */
+void agent_config_init(struct agent_config *c);
+void agent_config_free(struct agent_config *c);
+
+/* Sets key (an ini name: "manager", "vcpus", "labels", ...) from its text. Values from
+ * the command line (from_cli) win: the file's value for such a key is ignored.
+ * 0, -ENOENT for an unknown key, -EINVAL for a bad value (detail names the key). */
+int agent_config_set(struct agent_config *c, const char *key, const char *value, bool from_cli);
+/* Reads the [agent] section of path; the detail says "PATH:LINE: ...". */
+int agent_config_load(struct agent_config *c, const char *path);
+/* Checks what must be there (name; manager and its key unless need_manager is false),
+ * fills the defaults that depend on others (state_dir), and reads the manager's key. */
+int agent_config_finish(struct agent_config *c, bool need_manager);
+
+/* Creates the state dir (and its parents) when absent and loads, or creates on first
+ * start, the agent's keypair there. */
+int agent_config_keys(const struct agent_config *c, char ret_public[LSC_Z85_KEY],
+                      char ret_secret[LSC_Z85_KEY]);
+/* The driver's settings, borrowing c's strings. */
+void agent_config_driver(const struct agent_config *c, struct drv_config *ret);
+/* What the host's identities are: "vm" for libvirt and fake, else the driver's name. */
+const char *agent_config_kind(const struct agent_config *c);

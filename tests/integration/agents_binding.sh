@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Agents over CurveZMQ and non-deterministic binding: three agents on libvirt's test
+# driver and one on the fake driver register; only enrolled keys get in, each only as
+# its own host; 30 servers started at once each run exactly once on a host with room,
+# anti-affinity holds, and an lscd killed midway converges after its restart.
+set -euo pipefail
+. "$LSC_TEST_LIB/pg.sh"
+. "$LSC_TEST_LIB/lscd.sh"
+lsc_test_setup --agents
+
+cat >"$LSC_SCRATCH/small.conf" <<CONF
+[agent]
+vcpus = 4
+memory_mib = 2048
+disk_gib = 100
+labels = rack=r9,disk=ssd
+CONF
+for h in h1 h2 h3 f1; do agent_enrol "$h"; done
+for h in h1 h2 h3; do agent_start "$h" --driver libvirt --uri test:///default; done
+agent_start f1 --driver fake --config "$LSC_SCRATCH/small.conf"
+
+up_hosts() { lsc --json host list | jq '[.[] | select(.liveness == "up")] | length'; }
+hosts_up() { [ "$(up_hosts)" -eq "$1" ]; }
+wait_until 20 hosts_up 4
+
+# --- the host JSON
+expect_exit 0 lsc --json host show f1
+for k in uuid name liveness admin driver labels vcpus memory_mib disk_gib alloc_ratio used_vcpus \
+	used_memory_mib used_disk_gib instances healthy; do
+	jq -e "has(\"$k\")" <<<"$OUT" >/dev/null || fail "host JSON lacks $k: $OUT"
+done
+expect_eq "$(jq -r '.driver + " " + (.vcpus|tostring) + " " + .labels.rack + " " + (.healthy|tostring)' <<<"$OUT")" \
+	"fake 4 r9 true" "f1 as registered"
+
+# --- a key nobody enrolled is refused; an enrolled key may speak only for its host
+mkdir -p "$LSC_SCRATCH/agents/rogue"
+"$LSC_BIN/lsc-agent" --name rogue --state-dir "$LSC_SCRATCH/agents/rogue" --manager "tcp://127.0.0.1:$LSC_AGENT_PORT" \
+	--manager-key "$LSC_SCRATCH/lscd.pub" --driver fake </dev/null >>"$LSC_SCRATCH/agent-rogue.log" 2>&1 &
+AGENT_PIDS[rogue]=$!
+cp -r "$LSC_SCRATCH/agents/h1" "$LSC_SCRATCH/agents/impostor"        # h1's key, another name
+"$LSC_BIN/lsc-agent" --name impostor --state-dir "$LSC_SCRATCH/agents/impostor" \
+	--manager "tcp://127.0.0.1:$LSC_AGENT_PORT" --manager-key "$LSC_SCRATCH/lscd.pub" --driver fake \
+	</dev/null >>"$LSC_SCRATCH/agent-impostor.log" 2>&1 &
+AGENT_PIDS[impostor]=$!
+refused() { grep -q "refused agent connection" "$LSC_SCRATCH/lscd.log" &&
+	grep -q "key of host h1 tried to register as impostor" "$LSC_SCRATCH/lscd.log"; }
+wait_until 15 refused
+expect_exit 1 lsc host show rogue
+expect_exit 1 lsc host show impostor
+agent_stop rogue
+agent_stop impostor
+
+# --- 30 servers, 4 in an anti-affinity group, started in parallel
+lsc pool create lan --cidr 10.50.0.0/24 --gateway 10.50.0.1 >/dev/null
+lsc group create web --max-per-host 1 >/dev/null
+for i in $(seq 1 30); do
+	if [ "$i" -le 4 ]; then g=(--group web); else g=(); fi
+	lsc server create "s$i" --vcpus 1 --memory 256 "${g[@]}" >/dev/null
+done
+pids=()
+for i in $(seq 1 15); do lsc server start "s$i" >/dev/null & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "a parallel start failed"; done
+
+# lscd dies midway and comes back: it rebuilds its view and converges
+lscd_kill9
+lscd_start
+pids=()
+for i in $(seq 16 30); do lsc server start "s$i" >/dev/null & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "a parallel start failed"; done
+
+all_running() { [ "$(lsc --json server list | jq '[.[] | select(.state == "running")] | length')" -eq 30 ]; }
+wait_until 60 all_running
+
+servers=$(lsc --json server list)
+hosts=$(lsc --json host list)
+# each exactly once, on a host that lists it
+expect_eq "$(jq '[.[].instances[]] | length' <<<"$hosts")" 30 "instances across hosts"
+expect_eq "$(jq '[.[].instances[]] | unique | length' <<<"$hosts")" 30 "distinct instances"
+expect_eq "$(jq '[.[] | select(.host == null)] | length' <<<"$servers")" 0 "servers without a host"
+expect_eq "$(jq '[.[] | select(.generation != 1)] | length' <<<"$servers")" 0 "servers not at generation 1"
+# no host over its allocatable capacity, and used matches what is bound there
+jq -e 'all(.[]; .used_vcpus <= (.vcpus * .alloc_ratio) and .used_memory_mib <= (.memory_mib * .alloc_ratio))' \
+	<<<"$hosts" >/dev/null || fail "a host is overbooked: $hosts"
+jq -e 'all(.[]; .used_vcpus == (.instances | length))' <<<"$hosts" >/dev/null ||
+	fail "used vcpus do not match the instances: $hosts"
+# anti-affinity: the 4 members of web on 4 different hosts
+expect_eq "$(jq '[.[] | select(.group == "web") | .host] | unique | length' <<<"$servers")" 4 "hosts of group web"
+# the agents report what runs: every server is in some host's heartbeat inventory
+expect_eq "$(grep -c ',10\.50\.0\.' "$LSC_SCRATCH/dhcp-hosts")" 30 "DHCP hosts file lines"
+
+# --- a bound server keeps its size and group until it is stopped
+expect_exit 1 lsc server edit s1 --group none
+expect_contains "$ERR" "stop it" "group change of a running server"
+expect_exit 1 lsc server edit s7 --vcpus 2
+expect_contains "$ERR" "stop it" "resize of a running server"
+
+# --- stop, and delete of a running server (stopped first)
+expect_exit 0 lsc server stop s5 --wait --wait-timeout 30
+expect_eq "$(lsc --json server show s5 | jq -r '.state + " " + (.host // "none")')" "defined none" "s5 stopped"
+expect_exit 0 lsc server delete s6
+gone() { ! lsc server show s6; }
+wait_until 30 gone
+expect_eq "$(lsc --json host list | jq '[.[].instances[]] | length')" 28 "instances after stop and delete"
+expect_exit 0 lsc --json events --server s6
+expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.binding,server.running" "s6's history"
+expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.delete" "s6's history"
+
+# --- nothing fits: the reason is shown, and the server binds once room appears
+lsc server create big --vcpus 64 --memory 256 >/dev/null
+expect_exit 0 lsc server start big
+no_room() { lsc --json server show big | jq -e '.reason | test("no host fits")'; }
+wait_until 15 no_room
+expect_exit 0 lsc server stop big
+echo "ok"
