@@ -93,6 +93,8 @@ int cli_print_pool(const struct cli_opts *o, const Lsc__Pool *p);
 int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n);
 int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n);
 int cli_print_host(const struct cli_opts *o, const Lsc__Host *h);
+/* A plan: the hosts what would fit on, and for each other one why not. */
+int cli_print_plan(const struct cli_opts *o, const char *what, Lsc__PlanHost *const *v, size_t n);
 int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n);
 int cli_print_group(const struct cli_opts *o, const Lsc__Group *g);
 int cli_print_groups(const struct cli_opts *o, Lsc__Group *const *v, size_t n);
@@ -107,6 +109,10 @@ int cli_host(struct cli_opts *o, int argc, char **argv);
 /* lifecycle.c: server start|stop [--wait] */
 int cli_server_start(struct cli_opts *o, int argc, char **argv);
 int cli_server_stop(struct cli_opts *o, int argc, char **argv);
+int cli_server_migrate(struct cli_opts *o, int argc, char **argv);
+/* plan.c: lsc plan server ... */
+int cli_plan(struct cli_opts *o, int argc, char **argv);
+void cli_plan_help(FILE *f);
 void cli_host_help(FILE *f);
 int cli_group(struct cli_opts *o, int argc, char **argv);
 void cli_group_help(FILE *f);

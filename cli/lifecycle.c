@@ -1,5 +1,6 @@
-/* lsc server start|stop [--wait]: ask lscd to run or stop an identity, and with --wait
- * follow it (pending -> binding -> running, or stopping -> defined) until it gets there. */
+/* lsc server start|stop|migrate [--wait]: ask lscd to run, stop or move an identity, and
+ * with --wait follow it (pending -> binding -> running, or stopping -> defined) until it
+ * gets there. start --dry-run only says where it could go. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,12 +8,15 @@
 #include "cli.h"
 #include "err.h"
 #include "util.h"
+#include "validate.h"
 
 #define TOPIC "server"
 #define WAIT_DEFAULT_S 120.0
 #define WAIT_POLL_NS 200000000L
 
-enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT };
+enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT, OPT_DRY_RUN, OPT_TO };
+
+enum verb { VERB_START, VERB_STOP, VERB_MIGRATE };
 
 static int get(const struct cli_opts *o, const char *ref, Lsc__Reply **ret)
 {
@@ -67,21 +71,26 @@ static int wait_for(const struct cli_opts *o, const char *ref, const char *goal,
         }
 }
 
-static int lifecycle(struct cli_opts *o, int argc, char **argv, bool start)
+static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
 {
         static const struct option options[] = {
                 { "wait", no_argument, NULL, OPT_WAIT },
                 { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
+                { "dry-run", no_argument, NULL, OPT_DRY_RUN },
+                { "to", required_argument, NULL, OPT_TO },
                 CLI_OPTIONS_GLOBAL,
                 {}
         };
-        const char *verb = start ? "start" : "stop";
+        static const char *const verbs[] = { "start", "stop", "migrate" };
+        const char *verb = verbs[which], *to = NULL;
         _cleanup_reply_ Lsc__Reply *reply = NULL;
         Lsc__Request req = LSC__REQUEST__INIT;
         Lsc__ServerStart st = LSC__SERVER_START__INIT;
+        Lsc__ServerMigrate mig = LSC__SERVER_MIGRATE__INIT;
+        Lsc__PlanServer plan = LSC__PLAN_SERVER__INIT;
         Lsc__Ref ref = LSC__REF__INIT;
         double limit = WAIT_DEFAULT_S;
-        bool wait = false;
+        bool wait = false, dry = false;
         char *end;
         int c, r;
 
@@ -98,6 +107,18 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, bool start)
                                                  "and at most 86400", optarg);
                         wait = true;
                         break;
+                case OPT_DRY_RUN:
+                        if (which != VERB_START)
+                                return cli_usage(TOPIC, "--dry-run goes with server start");
+                        dry = true;
+                        break;
+                case OPT_TO:
+                        if (which != VERB_MIGRATE)
+                                return cli_usage(TOPIC, "--to goes with server migrate");
+                        if ((r = lsc_validate_name("host name", optarg)) < 0)
+                                return r;
+                        to = optarg;
+                        break;
                 default:
                         if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
                                 return r;
@@ -106,30 +127,50 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, bool start)
         if ((r = cli_args(TOPIC, verb, argc, argv, 1, "a NAME or UUID")) < 0 ||
             (r = cli_server_ref_check(argv[optind])) < 0)
                 return r;
-        if (start) {
+        if (dry && wait)
+                return cli_usage(TOPIC, "--dry-run binds nothing: there is nothing to wait for");
+        if (dry) {
+                plan.ref = argv[optind];
+                req.op_case = LSC__REQUEST__OP_PLAN_SERVER;
+                req.plan_server = &plan;
+                if ((r = cli_call(o, &req, &reply)) < 0)
+                        return r;
+                return cli_print_plan(o, argv[optind], reply->plan, reply->n_plan);
+        }
+        if (which == VERB_START) {
                 st.ref = argv[optind];
                 req.op_case = LSC__REQUEST__OP_SERVER_START;
                 req.server_start = &st;
-        } else {
+        } else if (which == VERB_STOP) {
                 ref.ref = argv[optind];
                 req.op_case = LSC__REQUEST__OP_SERVER_STOP;
                 req.server_stop = &ref;
+        } else {
+                mig.ref = argv[optind];
+                mig.to = (char *)to;
+                req.op_case = LSC__REQUEST__OP_SERVER_MIGRATE;
+                req.server_migrate = &mig;
         }
         if ((r = cli_call(o, &req, &reply)) < 0)
                 return r;
         if (reply->n_servers < 1)
                 return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
         if (wait)
-                return wait_for(o, argv[optind], start ? "running" : "defined", limit);
+                return wait_for(o, argv[optind], which == VERB_STOP ? "defined" : "running", limit);
         return cli_print_server(o, reply->servers[0]);
 }
 
 int cli_server_start(struct cli_opts *o, int argc, char **argv)
 {
-        return lifecycle(o, argc, argv, true);
+        return lifecycle(o, argc, argv, VERB_START);
 }
 
 int cli_server_stop(struct cli_opts *o, int argc, char **argv)
 {
-        return lifecycle(o, argc, argv, false);
+        return lifecycle(o, argc, argv, VERB_STOP);
+}
+
+int cli_server_migrate(struct cli_opts *o, int argc, char **argv)
+{
+        return lifecycle(o, argc, argv, VERB_MIGRATE);
 }

@@ -50,6 +50,11 @@ static void help_main(FILE *f)
 "  server show NAME|UUID                                 show one server\n"
 "  server edit NAME|UUID [OPTIONS]                       change a server's attributes\n"
 "  server delete NAME|UUID                               delete a server, free its addresses\n"
+"                                                        (a running one is stopped first)\n"
+"  server start NAME|UUID [--wait] [--dry-run]           bind it to a host and run it there\n"
+"  server stop NAME|UUID [--wait]                        stop it; it keeps its identity\n"
+"  server migrate NAME|UUID [--to HOST] [--wait]         cold-migrate it to another host\n"
+"  plan server NAME|UUID | --vcpus N --memory MIB        where would it go? binds nothing\n"
 "  pool create NAME --cidr CIDR [--gateway IP]           define an IP address pool\n"
 "  pool list                                             list pools\n"
 "  pool show NAME                                        show one pool\n"
@@ -60,10 +65,10 @@ static void help_main(FILE *f)
 "  host show NAME|UUID                                   show one host\n"
 "  events [--server NAME|UUID] [--limit N]               show the most recent changes\n"
 "  ping                                                  check that lscd answers\n"
-"  help [server|pool|host|group|events]                  print help\n"
+"  help [server|pool|host|group|plan|events]             print help\n"
 "\n"
 "'lsc server --help', 'lsc pool --help', 'lsc host --help', 'lsc group --help' and\n"
-"'lsc events --help' describe every option with its limits and default.\n"
+"'lsc plan --help', 'lsc events --help' describe every option with its limits and default.\n"
 "\n", f);
         cli_help_common(f);
 }
@@ -78,6 +83,8 @@ static void help(const char *topic, FILE *f)
                 cli_events_help(f);
         else if (topic && strcmp(topic, "host") == 0)
                 cli_host_help(f);
+        else if (topic && strcmp(topic, "plan") == 0)
+                cli_plan_help(f);
         else if (topic && strcmp(topic, "group") == 0)
                 cli_group_help(f);
         else
@@ -88,7 +95,7 @@ static bool topic_has_help(const char *topic)
 {
         return topic && (strcmp(topic, "server") == 0 || strcmp(topic, "pool") == 0 ||
                          strcmp(topic, "events") == 0 || strcmp(topic, "host") == 0 ||
-                         strcmp(topic, "group") == 0);
+                         strcmp(topic, "group") == 0 || strcmp(topic, "plan") == 0);
 }
 
 int cli_usage(const char *topic, const char *fmt, ...)
@@ -296,6 +303,7 @@ static const struct cli_verb nouns[] = {
         { "server", cli_server },
         { "pool",   cli_pool },
         { "host",   cli_host },
+        { "plan",   cli_plan },
         { "group",  cli_group },
         { "events", cli_events },
         { "ping",   cmd_ping },
@@ -313,11 +321,11 @@ static int run(struct cli_opts *o, int argc, char **argv)
                 if ((r = cli_opt_common(o, NULL, c, argv, options)) != 0)
                         return r;
         if (optind >= argc)
-                return cli_usage(NULL, "missing command: server, pool, host, group, events, ping or help");
+                return cli_usage(NULL, "missing command: server, pool, host, group, plan, events, ping or help");
         for (size_t i = 0; i < ARRAY_SIZE(nouns); i++)
                 if (strcmp(nouns[i].name, argv[optind]) == 0)
                         return nouns[i].run(o, argc - optind, argv + optind);
-        return cli_usage(NULL, "unknown command '%.64s': use server, pool, host, group, events, ping or help",
+        return cli_usage(NULL, "unknown command '%.64s': use server, pool, host, group, plan, events, ping or help",
                          argv[optind]);
 }
 

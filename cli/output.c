@@ -758,3 +758,47 @@ int cli_print_groups(const struct cli_opts *o, Lsc__Group *const *v, size_t n)
         table_print(&t);
         return 0;
 }
+
+/* ---- plans --------------------------------------------------------------- */
+
+int cli_print_plan(const struct cli_opts *o, const char *what, Lsc__PlanHost *const *v, size_t n)
+{
+        size_t fits = 0;
+
+        for (size_t i = 0; i < n; i++)
+                fits += v[i]->fits;
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_object();
+                json_t *yes = json_array(), *no = json_array();
+                int bad = !j || !yes || !no;
+
+                for (size_t i = 0; !bad && i < n; i++) {
+                        if (v[i]->fits) {
+                                bad |= json_array_append_new(yes, jstr(v[i]->host)) < 0;
+                        } else {
+                                json_t *e = json_object();
+                                bad |= !e || jset(e, "host", jstr(v[i]->host)) || jset(e, "why", jstr(v[i]->why));
+                                bad |= json_array_append_new(no, e) < 0;
+                        }
+                }
+                bad |= jset(j, "server", jstr(what)) || jset(j, "feasible", yes) || jset(j, "not_feasible", no);
+                if (bad)
+                        return oom();
+                return json_print(j);
+        }
+        if (fits == 0)
+                printf("%s fits on no host: it would stay pending until one has room\n", what);
+        else
+                printf("%s would go to one of %zu host%s (chosen at random, weighted by free capacity):\n",
+                       what, fits, fits == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++)
+                if (v[i]->fits)
+                        printf("  %s\n", or_dash(v[i]->host));
+        if (fits < n)
+                printf("not there:\n");
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->fits)
+                        printf("  %s: %s\n", or_dash(v[i]->host), or_dash(v[i]->why));
+        printf("nothing was bound\n");
+        return 0;
+}

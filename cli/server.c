@@ -29,7 +29,24 @@ void cli_server_help(FILE *f)
 "  edit NAME|UUID [OPTIONS]\n"
 "        Change the attributes given, and only those; at least one is needed.\n"
 "  delete NAME|UUID\n"
-"        Delete a server and free its MACs and IPs.\n"
+"        Delete a server and free its MACs and IPs. A server that may be running is\n"
+"        stopped first (state stopping, desired deleted) and goes once its host has\n"
+"        destroyed the instance.\n"
+"  start NAME|UUID [--wait [--wait-timeout S]] [--dry-run]\n"
+"        Run it: pending -> binding (bound to a host lscd picks, generation + 1) ->\n"
+"        running (the host's agent confirmed). When nothing fits it stays pending\n"
+"        with the reason in show and events, and is bound once room appears.\n"
+"        --dry-run shows the hosts it would fit on and why the others do not;\n"
+"        nothing is bound.\n"
+"  stop NAME|UUID [--wait [--wait-timeout S]]\n"
+"        Stop it: its host destroys the instance, then it is defined again.\n"
+"  migrate NAME|UUID [--to HOST] [--wait [--wait-timeout S]]\n"
+"        Cold migration of a running server: destroyed where it runs (acknowledged),\n"
+"        bound again with generation + 1 on another host (HOST with --to), started.\n"
+"        UUID, MACs, IPs and hostname stay the same; an event records from -> to.\n"
+"  --wait follows the server until it gets there (running, or defined for stop),\n"
+"  printing each state; it gives up after --wait-timeout seconds (default 120) and\n"
+"  exits 1, as it does when the server ends up failed.\n"
 "create and edit print the resulting server as show does.\n"
 "\n"
 "Options of create and edit:\n"
@@ -539,6 +556,7 @@ int cli_server(struct cli_opts *o, int argc, char **argv)
                 { "delete", server_delete },
                 { "start",  cli_server_start },
                 { "stop",   cli_server_stop },
+                { "migrate", cli_server_migrate },
         };
 
         return cli_dispatch(o, TOPIC, verbs, ARRAY_SIZE(verbs), argc, argv);

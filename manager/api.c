@@ -9,6 +9,99 @@
 #include "log.h"
 #include "util.h"
 
+/* plan_server for a spec: answered at once from the view. */
+static void plan_spec(struct loop *l, const struct lsc_route *route, uint64_t seq, Lsc__ServerSpec *spec)
+{
+        Lsc__Envelope env = LSC__ENVELOPE__INIT;
+        Lsc__Reply reply = LSC__REPLY__INIT;
+        Lsc__Request check = LSC__REQUEST__INIT;
+        Lsc__ServerCreate create = LSC__SERVER_CREATE__INIT;
+        Lsc__Server sv = LSC__SERVER__INIT;
+        int r;
+
+        /* the same checks as a create, without the name a plan does not need */
+        if (!spec->name)
+                spec->name = strdup("planned");
+        create.spec = spec;
+        check.op_case = LSC__REQUEST__OP_SERVER_CREATE;
+        check.server_create = &create;
+        if ((r = store_check(&check)) < 0) {
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID, lsc_err_msg(r));
+                return;
+        }
+        sv.spec = spec;
+        sv.group = spec->group;
+        r = reconcile_plan(l, &sv, &reply);
+        if (r < 0) {
+                lsc_wire_send_error(l->cli, route, seq, r == -ENOENT ? LSC__STATUS__ERR_NOTFOUND
+                                                                      : LSC__STATUS__ERR_UNAVAILABLE,
+                                    lsc_err_msg(r));
+        } else {
+                reply.has_status = 1;
+                reply.status = LSC__STATUS__OK;
+                env.has_seq = 1;
+                env.seq = seq;
+                env.body_case = LSC__ENVELOPE__BODY_REPLY;
+                env.reply = &reply;
+                lsc_wire_send(l->cli, route, &env);
+        }
+        for (size_t i = 0; i < reply.n_plan; i++)
+                lsc__plan_host__free_unpacked(reply.plan[i], NULL);
+        free(reply.plan);
+}
+
+/* plan_server: for a spec at once; for an existing server, read it first (the store
+ * answers a server_get, and api_complete turns the answer into the plan). */
+static void plan_request(struct loop *l, const struct lsc_route *route, uint64_t seq, Lsc__Envelope *e)
+{
+        Lsc__PlanServer *p = e->request->plan_server;
+        struct api_ctx *ctx;
+        struct store_job *job;
+        Lsc__Request *get;
+        Lsc__Ref *ref;
+        int r;
+
+        if (p->spec && !p->ref) {
+                plan_spec(l, route, seq, p->spec);
+                return;
+        }
+        if (!p->ref || !p->ref[0]) {
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID, "plan what? give a server or a spec");
+                return;
+        }
+        ctx = calloc(1, sizeof(*ctx));
+        job = calloc(1, sizeof(*job));
+        get = calloc(1, sizeof(*get));
+        ref = calloc(1, sizeof(*ref));
+        if (!ctx || !job || !get || !ref) {
+                free(ctx);
+                free(job);
+                free(get);
+                free(ref);
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INTERNAL, "out of memory");
+                return;
+        }
+        lsc__request__init(get);
+        lsc__ref__init(ref);
+        ref->ref = TAKE_PTR(p->ref);
+        get->op_case = LSC__REQUEST__OP_SERVER_GET;
+        get->server_get = ref;
+        ctx->origin = API_ORIGIN_CLI;
+        ctx->route = *route;
+        ctx->seq = seq;
+        ctx->plan = true;
+        job->kind = STORE_JOB_REQUEST;
+        job->request = get;
+        job->actor = strdup(e->sender && e->sender[0] ? e->sender : "cli:unknown");
+        job->user = ctx;
+        if ((r = store_check(get)) < 0 || (r = store_submit(l->store, job)) < 0) {
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID, lsc_err_msg(r));
+                store_job_free(job);
+                return;
+        }
+        l->inflight++;
+}
+
 /* Requests lscd makes of its own store: a CLI may not send them. */
 static bool internal_op(Lsc__Request__OpCase op)
 {
@@ -37,6 +130,10 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
                 return;
         }
         lsc_err_clear();
+        if (e->request->op_case == LSC__REQUEST__OP_PLAN_SERVER) {
+                plan_request(l, route, seq, e);
+                return;
+        }
         if ((r = store_check(e->request)) < 0) {
                 log_debug("refused request from %s: %s", e->sender ? e->sender : "?", lsc_err_msg(r));
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID, lsc_err_msg(r));
@@ -112,8 +209,18 @@ void api_complete(struct loop *l, struct store_job *job)
                 return;
         }
         hosts_merge_liveness(l, job->reply);
+        if (ctx->plan && job->reply && job->reply->status == LSC__STATUS__OK && job->reply->n_servers == 1) {
+                int r2 = reconcile_plan(l, job->reply->servers[0], job->reply);
+                if (r2 < 0) {
+                        lsc_wire_send_error(l->cli, &ctx->route, ctx->seq, LSC__STATUS__ERR_UNAVAILABLE,
+                                            lsc_err_msg(r2));
+                        job->user = NULL;
+                        store_job_free(job);
+                        return;
+                }
+        }
         /* start, stop, delete and edit change what the loop must drive */
-        if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
+        if (!ctx->plan && job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
             job->request->op_case != LSC__REQUEST__OP_SERVER_GET &&
             job->request->op_case != LSC__REQUEST__OP_SERVER_LIST)
                 reconcile_observe(l, job->reply->servers, job->reply->n_servers);

@@ -11,6 +11,7 @@ struct api_ctx {
         enum api_origin origin;
         struct lsc_route route;
         uint64_t seq;
+        bool plan;                       /* a server_get whose answer is a plan */
 };
 
 /* Handles one received envelope from the CLI socket (takes ownership of env). */

@@ -20,9 +20,10 @@
 #define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
 
-int reconcile_init(struct reconcile *rc, uint64_t seed)
+int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed)
 {
         memset(rc, 0, sizeof(*rc));
+        rc->live = live;
         sched_rng_seed(&rc->rng, seed);
         rc->bind_timeout_us = 60000000;
         return sched_view_new(&rc->view);
@@ -185,6 +186,19 @@ static void request_of(const struct reconcile *rc, const Lsc__Server *sv, struct
                 rq->policy = g->policy;
                 rq->max_per_host = g->policy == SCHED_POLICY_AFFINITY ? 0 : g->max_per_host;
                 rq->group_name = g->name;
+        }
+        /* a migration never lands where it left, and goes where --to said */
+        if (sv->migrate_from && sv->migrate_from[0]) {
+                const struct liveness_host *h = liveness_find(rc->live, sv->migrate_from);
+                if (h && h->view >= 0) {
+                        rq->has_exclude = true;
+                        rq->exclude_host = (uint32_t)h->view;
+                }
+        }
+        if (sv->migrate_to && sv->migrate_to[0]) {
+                const struct liveness_host *h = liveness_find(rc->live, sv->migrate_to);
+                rq->has_to = true;
+                rq->to_host = h && h->view >= 0 ? (uint32_t)h->view : UINT32_MAX;
         }
 }
 
@@ -812,4 +826,40 @@ void reconcile_tick(struct loop *l, int64_t now)
                 else
                         rc->dhcp_dirty = true;
         }
+}
+
+/* ---- plan: where would it go? ------------------------------------------------ */
+
+int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply)
+{
+        struct reconcile *rc = &l->reconcile;
+        uint32_t n = sched_view_host_count(rc->view);
+        struct sched_request rq;
+
+        if (!rc->loaded)
+                return lsc_err_set(-EAGAIN, "lscd is still loading its view: try again in a moment");
+        request_of(rc, sv, &rq);
+        if (rq.has_to && rq.to_host == UINT32_MAX)
+                return lsc_err_set(-ENOENT, "host %s is not known to lscd", sv->migrate_to);
+        reply->plan = calloc(n ? n : 1, sizeof(*reply->plan));
+        if (!reply->plan)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < n; i++) {
+                Lsc__PlanHost *p = calloc(1, sizeof(*p));
+                char why[256] = "";
+
+                if (!p)
+                        return -ENOMEM;
+                lsc__plan_host__init(p);
+                p->host = strdup(sched_view_host(rc->view, i)->name);
+                p->has_fits = 1;
+                p->fits = sched_host_check(rc->view, &rq, i) == 0;
+                if (!p->fits)
+                        sched_host_explain(rc->view, &rq, i, why, sizeof(why));
+                p->why = strdup(why);
+                reply->plan[reply->n_plan++] = p;
+                if (!p->host || !p->why)
+                        return -ENOMEM;
+        }
+        return 0;
 }

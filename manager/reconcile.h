@@ -11,6 +11,7 @@
 
 struct loop;
 struct liveness_host;
+struct liveness;
 
 struct reconcile_server {
         char uuid[37];
@@ -33,6 +34,7 @@ struct reconcile_group {
 };
 
 struct reconcile {
+        struct liveness *live;           /* the loop's: host names to view indexes */
         struct reconcile_group *groups;
         size_t n_groups;
         struct sched_view *view;
@@ -50,7 +52,7 @@ struct reconcile {
         bool dhcp_dirty, dhcp_inflight;
 };
 
-int reconcile_init(struct reconcile *rc, uint64_t seed);
+int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);
 void reconcile_fini(struct reconcile *rc);
 
 /* The loop calls these. */
@@ -64,5 +66,8 @@ void reconcile_heartbeat(struct loop *l, struct liveness_host *h);
 void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp);
 /* Groups a CLI reply (or the load) carries: remember their policies. */
 void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n);
+/* Fills reply->plan (malloc'd, freed with the reply) with every host of the view and
+ * whether sv would fit there, and why not. Nothing changes. */
+int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply);
 /* Liveness or health of h changed: keep the view's filters current. */
 void reconcile_host_state(struct loop *l, struct liveness_host *h);

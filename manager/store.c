@@ -58,14 +58,14 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
         " floor(extract(epoch FROM s.created_at))::bigint,"                             \
         " floor(extract(epoch FROM s.updated_at))::bigint,"                             \
         " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0),"                \
-        " s.reason, s.failures"                                                         \
+        " s.reason, s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')" \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"
 
 enum server_col {
         SC_UUID, SC_NAME, SC_KIND, SC_VCPUS, SC_MEMORY, SC_DISK, SC_DISK_MODE, SC_IMAGE,
         SC_HOSTNAME, SC_LABEL_KEYS, SC_LABEL_VALUES, SC_MACS, SC_IPS, SC_POOL, SC_LIFETIME,
         SC_DESIRED, SC_STATE, SC_HOST, SC_GENERATION, SC_GROUP, SC_CREATED, SC_UPDATED,
-        SC_EXPIRES, SC_REASON, SC_FAILURES, SC_COUNT
+        SC_EXPIRES, SC_REASON, SC_FAILURES, SC_MIGRATE_FROM, SC_MIGRATE_TO, SC_COUNT
 };
 
 /* What an event records about a server: its persistent attributes. */
@@ -134,7 +134,7 @@ enum stmt {
         ST_EVENT_SERVER, ST_EVENT_POOL, ST_EVENT_SEEN, ST_EVENT_LIST_ALL, ST_EVENT_LIST_SERVER,
         ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
-        ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE,
+        ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
         /* placement groups */
         ST_GROUP_BY_NAME, ST_GROUP_BY_ID, ST_GROUP_LIST, ST_GROUP_INSERT, ST_GROUP_LOCK,
         ST_GROUP_DELETE, ST_GROUP_ID_SHARE, ST_SERVER_SET_GROUP, ST_EVENT_GROUP,
@@ -309,6 +309,10 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " AND h.used_memory_mib + b.m <= floor(h.memory_mib * h.alloc_ratio)"
                 " AND h.used_disk_gib + b.d <= h.disk_gib"
                 " RETURNING h.id"),
+        S(ST_SERVER_MIGRATE, false,
+                "UPDATE servers SET state = 'stopping', desired = 'running', reason = $2,"
+                " migrate_from = $3, migrate_to = nullif($4, ''), updated_at = now()"
+                " WHERE uuid = $1::uuid"),
         S(ST_BIND_REVERT, false,
                 "UPDATE servers SET host_id = NULL, state = 'pending', reason = $2, updated_at = now()"
                 " WHERE uuid = ANY($1::uuid[]) AND state = 'binding'"),
@@ -320,7 +324,9 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " UPDATE servers s SET"
                 "  state = CASE WHEN $7::boolean AND s.failures + 1 >= 3 THEN 'failed' ELSE $4 END,"
                 "  reason = $5, failures = s.failures + CASE WHEN $7::boolean THEN 1 ELSE 0 END,"
-                "  host_id = CASE WHEN $6::boolean THEN NULL ELSE s.host_id END, updated_at = now()"
+                "  host_id = CASE WHEN $6::boolean THEN NULL ELSE s.host_id END, updated_at = now(),"
+                "  migrate_from = CASE WHEN $4 IN ('running', 'defined') THEN NULL ELSE s.migrate_from END,"
+                "  migrate_to = CASE WHEN $4 IN ('running', 'defined') THEN NULL ELSE s.migrate_to END"
                 " FROM old WHERE s.uuid = old.uuid"
                 " RETURNING coalesce(old.host_id, 0), old.vcpus, old.memory_mib, old.disk_gib,"
                 "  coalesce((SELECT name FROM hosts WHERE id = old.host_id), '')"),
@@ -337,6 +343,8 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "  CASE WHEN s.uuid = ($3::uuid[])[1] THEN $4::uuid END,"
                 "  jsonb_build_object('state', s.state, 'generation', s.generation,"
                 "                     'host', coalesce(h.name, nullif($5, '')), 'reason', s.reason)"
+                "  || CASE WHEN s.migrate_from IS NULL THEN '{}'::jsonb"
+                "          ELSE jsonb_build_object('from', s.migrate_from) END"
                 " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($3::uuid[])"),
         S(ST_EVENT_HOST, false,
                 "INSERT INTO events (actor, kind, host_name, request_id, detail)"
@@ -1020,11 +1028,13 @@ static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Serv
         sv->updated_at = col_i64(res, row, SC_UPDATED);
         sv->expires_at = col_i64(res, row, SC_EXPIRES);
         sv->reason = bag_strdup(b, PQgetvalue(res, row, SC_REASON));
+        sv->migrate_from = bag_strdup(b, PQgetvalue(res, row, SC_MIGRATE_FROM));
+        sv->migrate_to = bag_strdup(b, PQgetvalue(res, row, SC_MIGRATE_TO));
         sv->has_failures = 1;
         sv->failures = (uint32_t)col_i64(res, row, SC_FAILURES);
         if (!sv->uuid || !sp->name || !sp->kind || !sp->disk_mode || !sp->image ||
             !sp->hostname || !sp->pool || !sv->desired || !sv->state || !sv->host || !sv->group ||
-            !sv->reason)
+            !sv->reason || !sv->migrate_from || !sv->migrate_to)
                 return lsc_err_set(-ENOMEM, "out of memory");
 
         if ((r = parse_array(b, PQgetvalue(res, row, SC_MACS), &sp->macs, &sp->n_macs)) < 0 ||
@@ -1259,6 +1269,11 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->server_start ? o->req->server_start->ref : NULL, "server");
         case LSC__REQUEST__OP_SERVER_STOP:
                 return check_ref(o->req->server_stop ? o->req->server_stop->ref : NULL, "server");
+        case LSC__REQUEST__OP_SERVER_MIGRATE:
+                if (o->req->server_migrate && o->req->server_migrate->to && o->req->server_migrate->to[0] &&
+                    lsc_validate_name("host name", o->req->server_migrate->to) < 0)
+                        return -EINVAL;
+                return check_ref(o->req->server_migrate ? o->req->server_migrate->ref : NULL, "server");
         case LSC__REQUEST__OP_POOL_DELETE:
         case LSC__REQUEST__OP_POOL_GET: {
                 const Lsc__Ref *ref = o->req->op_case == LSC__REQUEST__OP_POOL_GET
@@ -1915,6 +1930,44 @@ static int op_server_stop(struct op *o)
         return stop_locked(o, cur, "stopped", "server.stop");
 }
 
+/* migrate: a running server is destroyed where it runs, then bound again elsewhere
+ * (break before make); the host it leaves is never chosen for it this time. */
+static int op_server_migrate(struct op *o)
+{
+        _cleanup_pgres_ PGresult *cur = NULL, *row = NULL, *to = NULL;
+        const Lsc__ServerMigrate *m = o->req->server_migrate;
+        const char *uuids, *name;
+        char reason[200], from[64];
+        int r;
+
+        if ((r = server_lock(o, m->ref, &cur)) < 0)
+                return r;
+        name = PQgetvalue(cur, 0, 1);
+        if (strcmp(PQgetvalue(cur, 0, 3), "running") != 0)
+                return lsc_err_set(-EBUSY, "server %s is %s: only a running server migrates", name,
+                                   PQgetvalue(cur, 0, 3));
+        if (!(uuids = one_uuid(o)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_SERVERS_BY_UUIDS, &row, uuids)) < 0)
+                return r;
+        snprintf(from, sizeof(from), "%s", PQgetvalue(row, 0, SC_HOST));
+        if (m->to && m->to[0]) {
+                if ((r = Q(o->c, ST_HOST_BY_NAME, &to, m->to)) < 0)
+                        return r;
+                if (PQntuples(to) != 1)
+                        return lsc_err_set(-ENOENT, "host %s not found", m->to);
+                if (!strcmp(m->to, from))
+                        return lsc_err_set(-EBUSY, "server %s already runs on %s", name, from);
+                snprintf(reason, sizeof(reason), "migrating from %s to %s", from, m->to);
+        } else {
+                snprintf(reason, sizeof(reason), "migrating from %s", from);
+        }
+        if ((r = Q(o->c, ST_SERVER_MIGRATE, NULL, o->uuid, reason, from, m->to ? m->to : "")) < 0 ||
+            (r = event_state(o, "server.migrate", uuids, NULL)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, uuids);
+}
+
 static int check_bind(struct op *o)
 {
         const Lsc__Bind *b = o->req->bind;
@@ -2409,6 +2462,7 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_HOST_REGISTER, check_host_register, op_host_register, NULL, true },
         { LSC__REQUEST__OP_SERVER_START, check_ref_op, op_server_start, NULL, true },
         { LSC__REQUEST__OP_SERVER_STOP, check_ref_op, op_server_stop, NULL, true },
+        { LSC__REQUEST__OP_SERVER_MIGRATE, check_ref_op, op_server_migrate, NULL, true },
         { LSC__REQUEST__OP_BIND, check_bind, op_bind, NULL, true },
         { LSC__REQUEST__OP_TRANSITION, check_transition, op_transition, NULL, true },
         { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },

@@ -105,6 +105,38 @@ expect_exit 0 lsc --json events --server s6
 expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.binding,server.running" "s6's history"
 expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.delete" "s6's history"
 
+# --- cold migration: same identity, another host, generation + 1, an event from -> to
+before=$(lsc --json server show s7)
+from=$(jq -r .host <<<"$before")
+expect_exit 0 lsc server migrate s7 --wait --wait-timeout 30
+after=$(lsc --json server show s7)
+expect_eq "$(jq -r '.uuid + .macs[0] + .ips[0] + .hostname' <<<"$after")" \
+	"$(jq -r '.uuid + .macs[0] + .ips[0] + .hostname' <<<"$before")" "identity across migrate"
+[ "$(jq -r .host <<<"$after")" != "$from" ] || fail "s7 migrated onto the host it left ($from)"
+expect_eq "$(jq -r '.generation' <<<"$after")" 2 "generation after migrate"
+expect_exit 0 lsc --json events --server s7
+expect_eq "$(jq -r "[.[] | select(.kind == \"server.binding\" and .detail.from == \"$from\")] | length" <<<"$OUT")" 1 \
+	"a binding event records where s7 came from"
+# --to names the host; one it cannot go to is refused or explained
+target=$(lsc --json host list | jq -r --arg h "$(jq -r .host <<<"$after")" \
+	'[.[] | select(.name != $h and .driver == "libvirt")][0].name')
+expect_exit 0 lsc server migrate s7 --to "$target" --wait --wait-timeout 30
+expect_eq "$(lsc --json server show s7 | jq -r .host)" "$target" "s7 after migrate --to"
+expect_exit 1 lsc server migrate s7 --to "$target"
+expect_exit 1 lsc server migrate s5
+expect_contains "$ERR" "only a running server migrates" "migrate of a stopped server"
+
+# --- plans bind nothing, and say why a host does not fit
+short=$(lsc --json host list | jq '[.[] | select(.vcpus * .alloc_ratio - .used_vcpus < 3)] | length')
+expect_exit 0 lsc --json plan server --vcpus 3 --memory 256
+expect_eq "$(jq -r '.not_feasible | length' <<<"$OUT")" "$short" "hosts that cannot take 3 vCPUs"
+expect_eq "$(jq -r '(.feasible | length) + (.not_feasible | length)' <<<"$OUT")" 4 "hosts in a plan"
+expect_exit 0 lsc --json plan server --vcpus 8 --memory 256
+expect_eq "$(jq -r '.not_feasible[] | select(.host == "f1") | .why | test("vCPU")' <<<"$OUT")" true "why not f1"
+expect_exit 0 lsc server start s5 --dry-run
+expect_contains "$OUT" "nothing was bound" "dry run"
+expect_eq "$(lsc --json server show s5 | jq -r .state)" defined "s5 after a dry run"
+
 # --- nothing fits: the reason is shown, and the server binds once room appears
 lsc server create big --vcpus 64 --memory 256 >/dev/null
 expect_exit 0 lsc server start big
