@@ -539,7 +539,10 @@ static int server_delete(struct cli_opts *o, int argc, char **argv)
         s = reply->n_servers > 0 ? reply->servers[0] : NULL;
         if (o->json)
                 return s ? cli_print_server(o, s) : (printf("null\n"), 0);
-        if (s && s->spec && s->spec->name)
+        if (s && s->spec && s->spec->name && s->state && strcmp(s->state, "stopping") == 0)
+                printf("deleting server %s (%s): its host stops it first\n", s->spec->name,
+                       s->uuid ? s->uuid : "?");
+        else if (s && s->spec && s->spec->name)
                 printf("deleted server %s (%s)\n", s->spec->name, s->uuid ? s->uuid : "?");
         else
                 printf("deleted server %s\n", ref.ref);

@@ -18,6 +18,8 @@ struct loop_config {
         int64_t grace_us;
         uint64_t seed;                   /* the scheduler's; a run replays from it */
         const char *dhcp_hosts_file;     /* dnsmasq dhcp-hostsfile kept current; NULL: none */
+        int bind_batch;                  /* bench-bind: bindings per store transaction
+                                          * (--bind-batch); 0: PLACE_BATCH (1000) */
 };
 
 struct loop {

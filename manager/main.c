@@ -31,6 +31,7 @@ struct opts {
         uint64_t grace_ms;
         uint64_t seed;
         bool has_seed;
+        uint64_t bind_batch;             /* bench-bind: --bind-batch */
 };
 
 static void usage(FILE *f)
@@ -59,6 +60,9 @@ static void usage(FILE *f)
 "  --seed N             the scheduler's random seed, so a run replays (default: random)\n"
 "  --dhcp-hosts FILE    keep FILE a dnsmasq dhcp-hostsfile (MAC,IP,hostname of every\n"
 "                       identity): see docs/network.md\n"
+"  --bind-batch N       at most N bindings per store transaction, 1-10000 (default\n"
+"                       1000; 1 is the naive one-transaction-per-binding mode that\n"
+"                       bench-bind compares against)\n"
 "  --log-level LEVEL    error, warn, info (default) or debug\n"
 "  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
 "                       db_wait_ms, log_level, agent_listen, curve_key,\n"
@@ -163,6 +167,7 @@ int main(int argc, char **argv)
                 { "print-public-key", no_argument, NULL, 'P' },
                 { "seed", required_argument, NULL, 'S' },
                 { "dhcp-hosts", required_argument, NULL, 'D' },
+                { "bind-batch", required_argument, NULL, 'B' },   /* bench-bind */
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
@@ -193,6 +198,13 @@ int main(int argc, char **argv)
                                 goto out_usage;
                         }
                         o.has_seed = true;
+                        break;
+                case 'B':       /* bench-bind: --bind-batch */
+                        if (lsc_parse_u64("--bind-batch", optarg, &o.bind_batch) < 0 ||
+                            o.bind_batch < 1 || o.bind_batch > 10000) {
+                                fprintf(stderr, "lscd: --bind-batch %s out of range: 1-10000\n", optarg);
+                                goto out_usage;
+                        }
                         break;
                 case 'T':
                 case 'G':
@@ -279,6 +291,7 @@ int main(int argc, char **argv)
         cfg.grace_us = (int64_t)(o.grace_ms ? o.grace_ms : 3000) * 1000;
         cfg.seed = o.has_seed ? o.seed : (uint64_t)lsc_wall_us();
         cfg.dhcp_hosts_file = o.dhcp_hosts;
+        cfg.bind_batch = (int)o.bind_batch;     /* bench-bind; 0: the default */
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

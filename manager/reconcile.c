@@ -496,6 +496,8 @@ static void loaded(struct loop *l, Lsc__Reply *rp)
         adopt_all(l, rp);
 }
 
+static void place(struct loop *l, int64_t now);
+
 static void bound(struct loop *l, Lsc__Reply *rp)
 {
         struct reconcile *rc = &l->reconcile;
@@ -514,6 +516,10 @@ static void bound(struct loop *l, Lsc__Reply *rp)
                         s->busy = false;
         }
         adopt_all(l, rp);
+        /* bench-bind (--bind-batch): the next batch goes at once, not at the next tick,
+         * so a small batch costs a transaction each rather than a 200 ms tick each */
+        if (rc->n_queue > 0)
+                place(l, lsc_now_us());
 }
 
 void reconcile_job_done(struct loop *l, struct store_job *job)
@@ -564,11 +570,17 @@ void reconcile_job_done(struct loop *l, struct store_job *job)
                         struct reconcile_server *s = find(rc, job->request->transition->uuid);
                         if (s)
                                 s->busy = false;
-                        if (!strcmp(job->request->transition->to, "deleted") && rp->n_servers == 1) {
+                        /* a deletion that happened replies the row as it was last:
+                         * defined, desired deleted (a stale one replies it as it is) */
+                        if (!strcmp(job->request->transition->to, "deleted") && rp->n_servers == 1 &&
+                            !strcmp(rp->servers[0]->state, "defined") &&
+                            !strcmp(rp->servers[0]->desired, "deleted")) {
+                                /* gone: forget it; the reply (and its row) goes with the job */
                                 if (s)
                                         view_unapply(rc, s);
                                 forget(rc, job->request->transition->uuid);
-                                rp->n_servers = 0;   /* freed with the reply */
+                                store_job_free(job);
+                                return;
                         }
                 }
                 adopt_all(l, rp);
@@ -599,6 +611,8 @@ static void place(struct loop *l, int64_t now)
         Lsc__Bind *bind;
         size_t n = 0, keep = 0;
         bool any_no_fit = false;
+        /* bench-bind: --bind-batch N (default PLACE_BATCH) */
+        size_t batch = l->cfg.bind_batch > 0 ? (size_t)l->cfg.bind_batch : PLACE_BATCH;
 
         if (rc->bind_inflight || rc->n_queue == 0 || now < rc->next_place_us)
                 return;
@@ -608,7 +622,7 @@ static void place(struct loop *l, int64_t now)
                 lsc__request__init(req);
         if (bind)
                 lsc__bind__init(bind);
-        if (!req || !bind || !(bind->bindings = calloc(PLACE_BATCH, sizeof(*bind->bindings)))) {
+        if (!req || !bind || !(bind->bindings = calloc(batch, sizeof(*bind->bindings)))) {
                 free(req);
                 free(bind);
                 return;
@@ -625,7 +639,14 @@ static void place(struct loop *l, int64_t now)
                                 s->queued = false;
                         continue;        /* no longer wants a host */
                 }
-                if (n == PLACE_BATCH || s->busy) {
+                if (n == batch) {
+                        /* bench-bind: a full batch keeps the rest as it is, unscanned, so
+                         * a small --bind-batch does not cost a pass over the whole queue */
+                        memmove(rc->queue[keep], rc->queue[i], (rc->n_queue - i) * sizeof(*rc->queue));
+                        keep += rc->n_queue - i;
+                        break;
+                }
+                if (s->busy) {
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
                         continue;
                 }
