@@ -132,8 +132,7 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
         if ((r = socket_setup(l)) < 0)
                 return r;
         l->started_us = lsc_now_us();
-        liveness_init(&l->liveness, l->cfg.lease_ttl_us ? l->cfg.lease_ttl_us : 10000000,
-                      l->cfg.grace_us ? l->cfg.grace_us : 3000000);
+        liveness_init(&l->liveness, l->cfg.lease_ttl_us ? l->cfg.lease_ttl_us : 10000000, l->cfg.grace_us);
         if ((r = reconcile_init(&l->reconcile, &l->liveness, l->cfg.seed)) < 0)
                 return lsc_err_set(r, "out of memory");
         l->reconcile.dhcp_hosts = l->cfg.dhcp_hosts_file;

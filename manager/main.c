@@ -30,7 +30,7 @@ struct opts {
         uint64_t lease_ttl_ms;
         uint64_t grace_ms;
         uint64_t seed;
-        bool has_seed;
+        bool has_seed, has_grace;
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
 };
 
@@ -105,12 +105,14 @@ static int config_entry(void *user, const char *section, const char *name, const
                         return *strs[i].dst ? 1 : set_str(strs[i].dst, value) == 0;
         for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
                 if (strcmp(name, nums[i].key) == 0) {
-                        if (*nums[i].dst)
-                                return 1;
+                        bool grace = nums[i].dst == &o->grace_ms;
+                        if (*nums[i].dst || (grace && o->has_grace))
+                                return 1;       /* given on the command line: that wins */
                         if (lsc_parse_u64(name, value, nums[i].dst) < 0) {
                                 fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
                                 return 0;
                         }
+                        o->has_grace |= grace;
                         return 1;
                 }
         if (strcmp(name, "db") == 0 && !o->db)
@@ -213,6 +215,7 @@ int main(int argc, char **argv)
                                 fprintf(stderr, "lscd: %s\n", lsc_err_msg(-EINVAL));
                                 goto out_usage;
                         }
+                        o.has_grace |= c == 'G';
                         break;
                 case 'w':
                         if (lsc_parse_u64("--db-wait-ms", optarg, &o.job_budget_ms) < 0) {
@@ -288,7 +291,7 @@ int main(int argc, char **argv)
         cfg.curve_secret_file = o.curve_key;
         cfg.authorized_keys_dir = o.authorized_keys;
         cfg.lease_ttl_us = (int64_t)(o.lease_ttl_ms ? o.lease_ttl_ms : 10000) * 1000;
-        cfg.grace_us = (int64_t)(o.grace_ms ? o.grace_ms : 3000) * 1000;
+        cfg.grace_us = (int64_t)(o.has_grace ? o.grace_ms : 3000) * 1000;   /* 0 is allowed */
         cfg.seed = o.has_seed ? o.seed : (uint64_t)lsc_wall_us();
         cfg.dhcp_hosts_file = o.dhcp_hosts;
         cfg.bind_batch = (int)o.bind_batch;     /* bench-bind; 0: the default */

@@ -38,6 +38,7 @@ void reconcile_fini(struct reconcile *rc)
         free(rc->servers);
         free(rc->queue);
         free(rc->groups);
+        free(rc->running_on);
         sched_view_free(&rc->view);
         memset(rc, 0, sizeof(*rc));
 }
@@ -71,6 +72,32 @@ static struct reconcile_server *find(const struct reconcile *rc, const char *uui
         return found ? rc->servers[i] : NULL;
 }
 
+/* Keeps running_on (what each host should report) in step with s's record, so a
+ * heartbeat can tell cheaply whether an instance has vanished. */
+static void recount(struct reconcile *rc, struct reconcile_server *s, bool gone)
+{
+        bool want = !gone && s->sv && !strcmp(s->sv->state, "running") && s->host >= 0;
+
+        if (s->counted && (!want || s->counted_host != s->host)) {
+                rc->running_on[s->counted_host]--;
+                s->counted = false;
+        }
+        if (want && !s->counted) {
+                if ((size_t)s->host >= rc->n_running_on) {
+                        size_t n = (size_t)s->host + 64;
+                        uint32_t *v = realloc(rc->running_on, n * sizeof(*v));
+                        if (!v)
+                                return;
+                        memset(v + rc->n_running_on, 0, (n - rc->n_running_on) * sizeof(*v));
+                        rc->running_on = v;
+                        rc->n_running_on = n;
+                }
+                rc->running_on[s->host]++;
+                s->counted = true;
+                s->counted_host = s->host;
+        }
+}
+
 static void forget(struct reconcile *rc, const char *uuid)
 {
         bool found;
@@ -78,6 +105,7 @@ static void forget(struct reconcile *rc, const char *uuid)
 
         if (!found)
                 return;
+        recount(rc, rc->servers[i], true);
         lsc__server__free_unpacked(rc->servers[i]->sv, NULL);
         free(rc->servers[i]);
         memmove(rc->servers + i, rc->servers + i + 1, (rc->n_servers - i - 1) * sizeof(*rc->servers));
@@ -444,6 +472,9 @@ static void adopt(struct loop *l, Lsc__Server *sv)
                 if (h && h->view >= 0)
                         view_apply(rc, s, h->view);
         }
+        recount(rc, s, false);
+        if (changed)
+                s->missing = 0;
         if (in_state(s, "pending") && strcmp(sv->desired, "running") == 0)
                 enqueue(rc, s);
         if (changed)
@@ -720,9 +751,37 @@ void reconcile_host_state(struct loop *l, struct liveness_host *h)
                 l->reconcile.next_place_us = 0;
 }
 
+/* A server lscd thinks runs on h that h's inventory no longer shows twice in a row
+ * has vanished (crashed and undefined, or the host lost its hypervisor's state):
+ * it goes back to pending and is bound again (generation + 1). */
+static void find_vanished(struct loop *l, struct liveness_host *h)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+                bool seen = false;
+                char reason[200];
+
+                if (s->host != h->view || !in_state(s, "running") || s->busy)
+                        continue;
+                for (size_t k = 0; k < h->n_instances && !seen; k++)
+                        seen = !strcmp(h->instances[k].uuid, s->uuid) &&
+                               h->instances[k].generation == s->sv->generation;
+                if (seen || ++s->missing < 2)
+                        continue;
+                snprintf(reason, sizeof(reason), "vanished from host %s; placing it again", h->name);
+                log_warn("server %s (%s) g%llu %s", s->sv->spec ? s->sv->spec->name : "?", s->uuid,
+                         (unsigned long long)s->sv->generation, reason);
+                view_unapply(rc, s);
+                transition(l, s, FROM("running"), "pending", "server.vanished", reason, true, false);
+        }
+}
+
 void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
 {
         struct reconcile *rc = &l->reconcile;
+        uint32_t running_seen = 0;
 
         host_filters(rc, h);
         if (!rc->loaded)
@@ -745,9 +804,16 @@ void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
                         command(l, h, LSC__COMMAND__OP__DESTROY, in->uuid, in->generation, NULL);
                         continue;
                 }
+                if (in_state(s, "running")) {
+                        s->missing = 0;
+                        running_seen++;
+                }
                 if (in_state(s, "binding") && !s->busy && !strcmp(in->state, "running"))
                         transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
         }
+        /* only when the count says something is missing: no scan per beat otherwise */
+        if (h->view >= 0 && (size_t)h->view < rc->n_running_on && running_seen < rc->running_on[h->view])
+                find_vanished(l, h);
 }
 
 void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp)

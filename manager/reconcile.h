@@ -22,6 +22,9 @@ struct reconcile_server {
         bool queued;                     /* in the pending queue */
         bool busy;                       /* a store job about it is in flight */
         uint64_t group;                  /* the group counted with it in the view */
+        bool counted;                    /* in running_on[counted_host] */
+        int64_t counted_host;
+        int missing;                     /* heartbeats in a row that did not show it */
         bool applied;                    /* counted in the view's host usage */
         char why[256];                   /* last no-fit reason written, to avoid repeats */
 };
@@ -48,6 +51,8 @@ struct reconcile {
         int64_t bind_timeout_us;
         uint64_t bound, refused, no_fit;  /* counters */
         uint64_t next_host_id;
+        uint32_t *running_on;            /* per view host: servers running there */
+        size_t n_running_on;
         const char *dhcp_hosts;          /* the dnsmasq hosts file to keep current, or NULL */
         bool dhcp_dirty, dhcp_inflight;
 };

@@ -126,6 +126,22 @@ expect_exit 1 lsc server migrate s7 --to "$target"
 expect_exit 1 lsc server migrate s5
 expect_contains "$ERR" "only a running server migrates" "migrate of a stopped server"
 
+# --- instances that vanish (the agent restarts with an empty test hypervisor) are
+# noticed from the inventory and placed again, one generation up
+on_h2=$(lsc --json server list | jq -r '[.[] | select(.host == "h2" and .state == "running") | .name] | sort | join(" ")')
+[ -n "$on_h2" ] || fail "nothing runs on h2"
+agent_stop h2
+agent_start h2 --driver libvirt --uri test:///default
+back() {
+	local n
+	for n in $on_h2; do
+		lsc --json server show "$n" | jq -e '.state == "running" and .generation >= 2' >/dev/null || return 1
+	done
+}
+wait_until 40 back
+expect_exit 0 lsc --json events --server "${on_h2%% *}"
+expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.vanished" "history of a vanished server"
+
 # --- plans bind nothing, and say why a host does not fit
 short=$(lsc --json host list | jq '[.[] | select(.vcpus * .alloc_ratio - .used_vcpus < 3)] | length')
 expect_exit 0 lsc --json plan server --vcpus 3 --memory 256
