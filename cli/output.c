@@ -238,6 +238,12 @@ static int server_text(const Lsc__Server *s)
                 kv("expires:", "never");
         }
         kv("desired:", "%s", or_dash(s->desired));
+        if (sp->n_require_labels) {
+                _cleanup_free_ char *req = join_labels(sp->require_labels, sp->n_require_labels, ", ");
+                if (!req)
+                        return oom();
+                kv("requires:", "hosts labelled %s", req);
+        }
         kv("state:", "%s", or_dash(s->state));
         if (s->reason && s->reason[0])
                 kv("reason:", "%s", s->reason);
@@ -382,6 +388,14 @@ static json_t *server_json(const Lsc__Server *s)
                                                     : json_null());
         bad |= jset(o, "expires_at", jtime_s(s->expires_at));
         bad |= jset(o, "desired", jstr(s->desired));
+        {
+                json_t *req = json_object();
+                bad |= !req;
+                for (size_t i = 0; !bad && i < sp->n_require_labels; i++)
+                        bad |= jset(req, sp->require_labels[i]->key ? sp->require_labels[i]->key : "",
+                                    jstr(sp->require_labels[i]->value));
+                bad |= jset(o, "require_labels", req);
+        }
         bad |= jset(o, "state", jstr(s->state));
         bad |= jset(o, "reason", jstr(s->reason));
         bad |= jset(o, "failures", json_integer(s->failures));

@@ -63,6 +63,10 @@ void cli_server_help(FILE *f)
 "                       (default debian-12)\n"
 "  --label KEY=VALUE    a label; KEY and VALUE are 1-63 of A-Z, a-z, 0-9, '.', '_' and\n"
 "                       '-'. Repeat for more (at most 64). edit adds or overwrites.\n"
+"  --require-label KEY=VALUE\n"
+"                       place it only on hosts with this label (an agent's labels =);\n"
+"                       repeat: all must match. edit replaces the set; 'none' clears it.\n"
+"                       Like the size, it changes only while the server holds no host.\n"
 "  --mac MAC            a MAC address, aa:bb:cc:dd:ee:ff (unicast, not all zero).\n"
 "                       Repeat for more (at most 16). Default: one allocated by lscd.\n"
 "                       edit: the MACs given replace all of the server's MACs.\n"
@@ -126,6 +130,7 @@ enum {
         OPT_KIND,
         OPT_IMAGE,
         OPT_LABEL,
+        OPT_REQUIRE,
         OPT_MAC,
         OPT_IP,
         OPT_POOL,
@@ -144,6 +149,7 @@ enum {
         { "kind",      required_argument, NULL, OPT_KIND },              \
         { "image",     required_argument, NULL, OPT_IMAGE },             \
         { "label",     required_argument, NULL, OPT_LABEL },             \
+        { "require-label", required_argument, NULL, OPT_REQUIRE },       \
         { "mac",       required_argument, NULL, OPT_MAC },               \
         { "ip",        required_argument, NULL, OPT_IP },                \
         { "pool",      required_argument, NULL, OPT_POOL },              \
@@ -166,12 +172,18 @@ struct spec_args {
         char *unlabel[CLI_MAX_LABELS];
         size_t n_unlabel;
         bool clear_group;                /* edit --group none */
+        Lsc__Label req[CLI_MAX_LABELS];  /* --require-label */
+        Lsc__Label *req_p[CLI_MAX_LABELS];
+        char req_key[CLI_MAX_LABELS][LSC_LABEL_MAX + 1];
+        char req_value[CLI_MAX_LABELS][LSC_LABEL_MAX + 1];
+        bool clear_require;              /* edit --require-label none */
 };
 
 static void spec_args_init(struct spec_args *a)
 {
         *a = (struct spec_args){ .spec = LSC__SERVER_SPEC__INIT };
         a->spec.labels = a->label_p;
+        a->spec.require_labels = a->req_p;
         a->spec.macs = a->mac_p;
         a->spec.ips = a->ip_p;
 }
@@ -183,7 +195,38 @@ static bool spec_args_empty(const struct spec_args *a)
         return !s->name && !s->kind && !s->has_vcpus && !s->has_memory_mib && !s->has_disk_gib &&
                !s->disk_mode && !s->image && !s->n_labels && !s->n_macs && !s->n_ips &&
                !s->pool && !s->hostname && !s->has_lifetime_s && !a->n_unlabel &&
-               !s->group && !a->clear_group;
+               !s->group && !a->clear_group && !s->n_require_labels && !a->clear_require;
+}
+
+/* --require-label KEY=VALUE (or "none", edit: require nothing). */
+static int add_require(struct spec_args *a, const char *arg)
+{
+        _cleanup_free_ char *buf = strdup(arg);
+        const char *key, *value;
+        size_t n = a->spec.n_require_labels;
+        int r;
+
+        if (!buf)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if (strcmp(arg, "none") == 0) {
+                a->clear_require = true;
+                return 0;
+        }
+        if ((r = lsc_label_parse(buf, &key, &value)) < 0)
+                return r;
+        if (n == CLI_MAX_LABELS)
+                return cli_usage(TOPIC, "too many --require-label options: at most %d", CLI_MAX_LABELS);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(a->req_key[i], key) == 0)
+                        return cli_usage(TOPIC, "required label key \"%s\" is given twice", key);
+        snprintf(a->req_key[n], sizeof(a->req_key[n]), "%s", key);
+        snprintf(a->req_value[n], sizeof(a->req_value[n]), "%s", value);
+        a->req[n] = (Lsc__Label)LSC__LABEL__INIT;
+        a->req[n].key = a->req_key[n];
+        a->req[n].value = a->req_value[n];
+        a->req_p[n] = &a->req[n];
+        a->spec.n_require_labels = n + 1;
+        return 0;
 }
 
 static int add_label(struct spec_args *a, const char *arg)
@@ -324,6 +367,8 @@ static int spec_option(struct spec_args *a, int c, char *arg, bool edit)
                 return 0;
         case OPT_LABEL:
                 return add_label(a, arg);
+        case OPT_REQUIRE:
+                return add_require(a, arg);
         case OPT_MAC:
                 return add_mac(a, arg);
         case OPT_IP:
@@ -462,6 +507,10 @@ static int server_edit(struct cli_opts *o, int argc, char **argv)
                 edit.has_set_ips = edit.set_ips = 1;
         if (a.clear_group)
                 edit.has_clear_group = edit.clear_group = 1;
+        if (a.clear_require && a.spec.n_require_labels)
+                return cli_usage(TOPIC, "--require-label none goes alone");
+        if (a.spec.n_require_labels || a.clear_require)
+                edit.has_set_require = edit.set_require = 1;
         req.op_case = LSC__REQUEST__OP_SERVER_EDIT;
         req.server_edit = &edit;
         if ((r = cli_call(o, &req, &reply)) < 0)

@@ -196,7 +196,7 @@ void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n)
         }
 }
 
-static void request_of(const struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
+static void request_of(struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
 {
         const Lsc__ServerSpec *sp = sv->spec;
         int kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
@@ -215,6 +215,14 @@ static void request_of(const struct reconcile *rc, const Lsc__Server *sv, struct
                 rq->max_per_host = g->policy == SCHED_POLICY_AFFINITY ? 0 : g->max_per_host;
                 rq->group_name = g->name;
         }
+        /* required host labels, as the view's label ids (a label no host has gets an id
+         * of its own, so nothing matches it: the reason says which) */
+        rq->nlabels = 0;
+        for (size_t i = 0; sp && i < sp->n_require_labels && i < SCHED_LABELS_MAX; i++)
+                if (sched_label_intern(rc->view, sp->require_labels[i]->key, sp->require_labels[i]->value,
+                                       &rc->req_ids[rq->nlabels]) == 0)
+                        rq->nlabels++;
+        rq->labels = rc->req_ids;
         /* a migration never lands where it left, and goes where --to said */
         if (sv->migrate_from && sv->migrate_from[0]) {
                 const struct liveness_host *h = liveness_find(rc->live, sv->migrate_from);

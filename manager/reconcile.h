@@ -51,6 +51,7 @@ struct reconcile {
         int64_t bind_timeout_us;
         uint64_t bound, refused, no_fit;  /* counters */
         uint64_t next_host_id;
+        uint32_t req_ids[SCHED_LABELS_MAX];  /* request_of's required labels (one request at a time) */
         uint32_t *running_on;            /* per view host: servers running there */
         size_t n_running_on;
         const char *dhcp_hosts;          /* the dnsmasq hosts file to keep current, or NULL */

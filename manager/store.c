@@ -58,14 +58,17 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
         " floor(extract(epoch FROM s.created_at))::bigint,"                             \
         " floor(extract(epoch FROM s.updated_at))::bigint,"                             \
         " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0),"                \
-        " s.reason, s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')" \
+        " s.reason, s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')," \
+        " ARRAY(SELECT l.key FROM jsonb_each_text(s.require_labels) l ORDER BY l.key),"  \
+        " ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key)" \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"
 
 enum server_col {
         SC_UUID, SC_NAME, SC_KIND, SC_VCPUS, SC_MEMORY, SC_DISK, SC_DISK_MODE, SC_IMAGE,
         SC_HOSTNAME, SC_LABEL_KEYS, SC_LABEL_VALUES, SC_MACS, SC_IPS, SC_POOL, SC_LIFETIME,
         SC_DESIRED, SC_STATE, SC_HOST, SC_GENERATION, SC_GROUP, SC_CREATED, SC_UPDATED,
-        SC_EXPIRES, SC_REASON, SC_FAILURES, SC_MIGRATE_FROM, SC_MIGRATE_TO, SC_COUNT
+        SC_EXPIRES, SC_REASON, SC_FAILURES, SC_MIGRATE_FROM, SC_MIGRATE_TO, SC_REQ_KEYS, SC_REQ_VALUES,
+        SC_COUNT
 };
 
 /* What an event records about a server: its persistent attributes. */
@@ -75,6 +78,7 @@ enum server_col {
         " 'image', s.image, 'hostname', s.hostname, 'labels', s.labels,"                \
         " 'group', (SELECT g.name FROM groups g WHERE g.id = s.group_id),"              \
         " 'lifetime_s', s.lifetime_s, 'desired', s.desired,"                            \
+        " 'require_labels', s.require_labels,"                                          \
         " 'macs', to_jsonb(ARRAY(SELECT m.mac::text FROM macs m"                        \
         "                        WHERE m.server_uuid = s.uuid ORDER BY m.position)),"   \
         " 'ips', to_jsonb(ARRAY(SELECT host(i.ip) FROM ips i"                           \
@@ -126,7 +130,7 @@ enum stmt {
         ST_MIG_LOCK, ST_MIG_TABLE, ST_MIG_CURRENT, ST_MIG_RECORD,
         ST_SERVER_BY_NAME, ST_SERVER_BY_UUID, ST_SERVER_LIST,
         ST_SERVER_LOCK_BY_NAME, ST_SERVER_LOCK_BY_UUID,
-        ST_SERVER_INSERT, ST_SERVER_UPDATE, ST_SERVER_DELETE, ST_SERVER_JSON,
+        ST_SERVER_INSERT, ST_SERVER_UPDATE, ST_SERVER_DELETE, ST_SERVER_JSON, ST_SERVER_SET_REQUIRE,
         ST_MAC_INSERT, ST_MAC_HOLDER, ST_MAC_DELETE_SERVER,
         ST_IP_INSERT, ST_IP_HOLDER, ST_IP_DELETE_SERVER, ST_IP_NEXT_FREE,
         ST_POOL_BY_NAME, ST_POOL_BY_ID, ST_POOL_LIST, ST_POOL_FIRST_TWO, ST_POOL_CONTAINING,
@@ -189,6 +193,8 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " updated_at = now()"
                 " WHERE uuid = $1::uuid"),
         S(ST_SERVER_DELETE, false, "DELETE FROM servers WHERE uuid = $1::uuid"),
+        S(ST_SERVER_SET_REQUIRE, false,
+                "UPDATE servers SET require_labels = jsonb_object($2::text[], $3::text[]) WHERE uuid = $1::uuid"),
         S(ST_SERVER_JSON, true, "SELECT " SERVER_JSON "::text FROM servers s WHERE s.uuid = $1::uuid"),
 
         S(ST_MAC_INSERT, true,
@@ -923,6 +929,8 @@ struct op {
         struct lsc_ip ips[MAX_ADDRS];
         size_t n_ips;
         const char *label_keys, *label_values, *unlabel;   /* text[] literals or NULL */
+        const char *req_keys, *req_values;                /* required host labels, text[] */
+        bool set_require;
         bool set_labels, set_macs, set_ips;
         char lifetime[24];               /* "" when no lifetime */
         bool lifetime_set;
@@ -1039,7 +1047,8 @@ static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Serv
 
         if ((r = parse_array(b, PQgetvalue(res, row, SC_MACS), &sp->macs, &sp->n_macs)) < 0 ||
             (r = parse_array(b, PQgetvalue(res, row, SC_IPS), &sp->ips, &sp->n_ips)) < 0 ||
-            (r = labels_from_row(b, res, row, SC_LABEL_KEYS, &sp->labels, &sp->n_labels)) < 0)
+            (r = labels_from_row(b, res, row, SC_LABEL_KEYS, &sp->labels, &sp->n_labels)) < 0 ||
+            (r = labels_from_row(b, res, row, SC_REQ_KEYS, &sp->require_labels, &sp->n_require_labels)) < 0)
                 return r;
         *ret = sv;
         return 0;
@@ -1173,6 +1182,25 @@ static int check_spec(struct op *o, const Lsc__ServerSpec *s, bool create)
         o->label_values = array_literal(&o->in, values, s->n_labels);
         if (!o->label_keys || !o->label_values)
                 return lsc_err_set(-ENOMEM, "out of memory");
+        if (s->n_require_labels > MAX_LABELS)
+                return lsc_err_set(-EINVAL, "at most %d required labels per server", MAX_LABELS);
+        {
+                const char **rk = bag_alloc(&o->in, (s->n_require_labels + 1) * sizeof(char *));
+                const char **rv = bag_alloc(&o->in, (s->n_require_labels + 1) * sizeof(char *));
+                if (!rk || !rv)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                for (size_t i = 0; i < s->n_require_labels; i++) {
+                        rk[i] = s->require_labels[i]->key ? s->require_labels[i]->key : "";
+                        rv[i] = s->require_labels[i]->value ? s->require_labels[i]->value : "";
+                        if ((r = lsc_validate_label_part("required label key", rk[i])) < 0 ||
+                            (r = lsc_validate_label_part("required label value", rv[i])) < 0)
+                                return r;
+                }
+                o->req_keys = array_literal(&o->in, rk, s->n_require_labels);
+                o->req_values = array_literal(&o->in, rv, s->n_require_labels);
+                if (!o->req_keys || !o->req_values)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+        }
 
         if (s->n_macs > MAX_ADDRS || s->n_ips > MAX_ADDRS)
                 return lsc_err_set(-EINVAL, "at most %d MACs and %d IPs per server", MAX_ADDRS, MAX_ADDRS);
@@ -1249,6 +1277,7 @@ static int check_server_edit(struct op *o)
         o->set_labels = (e->has_set_labels && e->set_labels) || s->n_labels > 0;
         o->set_macs = (e->has_set_macs && e->set_macs) || s->n_macs > 0;
         o->set_ips = (e->has_set_ips && e->set_ips) || s->n_ips > 0 || s->pool;
+        o->set_require = (e->has_set_require && e->set_require) || s->n_require_labels > 0;
         o->clear_group = e->has_clear_group && e->clear_group;
         if (o->clear_group && o->group)
                 return lsc_err_set(-EINVAL, "a server cannot both join group %s and leave its group",
@@ -1750,7 +1779,8 @@ static int op_server_create(struct op *o)
                 return r;
         if (PQntuples(res) == 0)
                 return lsc_err_set(-EEXIST, "server %s already exists", s->name);
-        if ((r = server_group_apply(o)) < 0 ||         /* placement group */
+        if ((r = Q(o->c, ST_SERVER_SET_REQUIRE, NULL, o->uuid, o->req_keys, o->req_values)) < 0 ||
+            (r = server_group_apply(o)) < 0 ||         /* placement group */
             (r = macs_assign(o)) < 0 || (r = ips_assign(o)) < 0 ||
             (r = event_server(o, "server.create", NULL)) < 0)
                 return r;
@@ -1799,9 +1829,11 @@ static int op_server_edit(struct op *o)
                 return lsc_err_set(-EBUSY, "server %s is %s: its kind can change only while it is defined",
                                    name, state);
         /* a binding reserved the old size on its host: resizing waits for the next one */
-        if ((s->has_vcpus || s->has_memory_mib || s->has_disk_gib || s->group || e->clear_group) &&
+        if ((s->has_vcpus || s->has_memory_mib || s->has_disk_gib || s->group || e->clear_group ||
+             o->set_require) &&
             strcmp(state, "defined") != 0 && strcmp(state, "pending") != 0 && strcmp(state, "failed") != 0)
-                return lsc_err_set(-EBUSY, "server %s is %s: stop it to change its size or group", name, state);
+                return lsc_err_set(-EBUSY, "server %s is %s: stop it to change its size, group or "
+                                   "required labels", name, state);
         if ((r = Q(o->c, ST_SERVER_JSON, &before, o->uuid)) < 0)
                 return r;
 
@@ -1822,6 +1854,9 @@ static int op_server_edit(struct op *o)
                 return r;
         if (o->set_ips &&
             ((r = Q(o->c, ST_IP_DELETE_SERVER, NULL, o->uuid)) < 0 || (r = ips_assign(o)) < 0))
+                return r;
+        if (o->set_require &&
+            (r = Q(o->c, ST_SERVER_SET_REQUIRE, NULL, o->uuid, o->req_keys, o->req_values)) < 0)
                 return r;
         if ((r = server_group_apply(o)) < 0)            /* placement group */
                 return r;

@@ -143,15 +143,38 @@ expect_exit 0 lsc --json events --server "${on_h2%% *}"
 expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.vanished" "history of a vanished server"
 
 # --- plans bind nothing, and say why a host does not fit
-short=$(lsc --json host list | jq '[.[] | select(.vcpus * .alloc_ratio - .used_vcpus < 3)] | length')
+short=$(lsc --json host list | jq '[.[] | select(.vcpus * .alloc_ratio - .used_vcpus < 3 or
+	.memory_mib * .alloc_ratio - .used_memory_mib < 256)] | length')
 expect_exit 0 lsc --json plan server --vcpus 3 --memory 256
 expect_eq "$(jq -r '.not_feasible | length' <<<"$OUT")" "$short" "hosts that cannot take 3 vCPUs"
 expect_eq "$(jq -r '(.feasible | length) + (.not_feasible | length)' <<<"$OUT")" 4 "hosts in a plan"
 expect_exit 0 lsc --json plan server --vcpus 8 --memory 256
 expect_eq "$(jq -r '.not_feasible[] | select(.host == "f1") | .why | test("vCPU")' <<<"$OUT")" true "why not f1"
+# the plan and the hosts' own figures agree
+expect_eq "$(lsc --json host list | jq '[.[] | select(.vcpus * .alloc_ratio - .used_vcpus >= 8 and
+	.memory_mib * .alloc_ratio - .used_memory_mib >= 256)] | length')" "$(jq '.feasible | length' <<<"$OUT")" \
+	"hosts for 8 vCPUs"
 expect_exit 0 lsc server start s5 --dry-run
 expect_contains "$OUT" "nothing was bound" "dry run"
 expect_eq "$(lsc --json server show s5 | jq -r .state)" defined "s5 after a dry run"
+
+# --- required host labels: only f1 is labelled disk=ssd (and rack=r9)
+lsc server create ssd1 --vcpus 1 --memory 64 --require-label disk=ssd >/dev/null
+expect_exit 0 lsc --json plan server ssd1
+expect_eq "$(jq -r '.feasible | join(",")' <<<"$OUT")" "$(lsc --json host show f1 | jq -r 'if .used_vcpus < .vcpus then "f1" else "" end')" \
+	"hosts for disk=ssd"
+lsc server stop s5 >/dev/null 2>&1 || true
+for n in $(lsc --json host show f1 | jq -r '.instances[]'); do lsc server stop "$n" --wait --wait-timeout 30 >/dev/null; done
+expect_exit 0 lsc server start ssd1 --wait --wait-timeout 30
+expect_eq "$(lsc --json server show ssd1 | jq -r '.host + " " + .require_labels.disk')" "f1 ssd" "ssd1 placement"
+lsc server create gpu1 --vcpus 1 --memory 64 --require-label gpu=1 >/dev/null
+expect_exit 0 lsc server start gpu1
+no_gpu() { lsc --json server show gpu1 | jq -e '.reason | test("lack label gpu=1")'; }
+wait_until 15 no_gpu
+expect_exit 1 lsc server edit ssd1 --require-label none
+expect_exit 0 lsc server stop gpu1
+expect_exit 0 lsc --json server edit gpu1 --require-label none
+expect_eq "$(jq -r '.require_labels | length' <<<"$OUT")" 0 "required labels cleared"
 
 # --- nothing fits: the reason is shown, and the server binds once room appears
 lsc server create big --vcpus 64 --memory 256 >/dev/null
