@@ -544,21 +544,23 @@ static void bound(struct loop *l, Lsc__Reply *rp)
         rc->bind_inflight = false;
         for (size_t i = 0; i < rp->n_servers; i++) {
                 struct reconcile_server *s = find(rc, rp->servers[i]->uuid);
-                if (s && !in_state(s, "binding") && strcmp(rp->servers[i]->state, "binding") != 0) {
-                        /* refused: the choice made in memory did not commit */
+                bool refused = false;
+
+                for (size_t k = 0; k < rp->n_refused && !refused; k++)
+                        refused = !strcmp(rp->refused[k], rp->servers[i]->uuid);
+                if (!s)
+                        continue;
+                s->busy = false;
+                if (refused) {
+                        /* the choice made in memory did not commit: the row says where
+                         * (or whether) it is bound, and adopt() follows that */
                         view_unapply(rc, s);
                         rc->refused++;
-                } else if (s) {
+                } else {
                         rc->bound++;
                 }
-                if (s)
-                        s->busy = false;
         }
         adopt_all(l, rp);
-        /* bench-bind (--bind-batch): the next batch goes at once, not at the next tick,
-         * so a small batch costs a transaction each rather than a 200 ms tick each */
-        if (rc->n_queue > 0)
-                place(l, lsc_now_us());
 }
 
 void reconcile_job_done(struct loop *l, struct store_job *job)

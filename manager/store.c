@@ -2026,14 +2026,13 @@ static int op_bind(struct op *o)
 {
         _cleanup_pgres_ PGresult *bound = NULL, *fit = NULL;
         const Lsc__Bind *b = o->req->bind;
-        size_t n = b->n_bindings, nb;
+        size_t n = b->n_bindings, nb, nback = 0, ndone = 0;
         const char **uuids = bag_alloc(&o->in, n * sizeof(char *)), **gens = bag_alloc(&o->in, n * sizeof(char *)),
-                   **hosts = bag_alloc(&o->in, n * sizeof(char *));
+                   **hosts = bag_alloc(&o->in, n * sizeof(char *)), **done = bag_alloc(&o->in, n * sizeof(char *));
         const char *all, **hid, **v, **m, **d, **back;
-        size_t nback = 0;
         int r;
 
-        if (!uuids || !gens || !hosts)
+        if (!uuids || !gens || !hosts || !done)
                 return lsc_err_set(-ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) {
                 char *g = bag_alloc(&o->in, 24);
@@ -2072,7 +2071,9 @@ static int op_bind(struct op *o)
                         bool ok = false;
                         for (int j = 0; j < PQntuples(fit) && !ok; j++)
                                 ok = !strcmp(PQgetvalue(fit, j, 0), hid[i]);
-                        if (!ok)
+                        if (ok)
+                                done[ndone++] = PQgetvalue(bound, (int)i, 0);
+                        else
                                 back[nback++] = PQgetvalue(bound, (int)i, 0);
                 }
                 if (nback > 0 &&
@@ -2080,21 +2081,29 @@ static int op_bind(struct op *o)
                            "the chosen host had no room left; placing again")) < 0)
                         return r;
         }
-        /* one event per binding that committed; the first carries the request id */
-        if ((r = event_state(o, "server.binding", all, NULL)) < 0)
+        /* one event per binding this transaction committed; the first carries the request
+         * id (none committed: one event for the batch, so the commit can be recognised) */
+        if (ndone > 0)
+                r = event_state(o, "server.binding", array_literal(&o->in, done, ndone), NULL);
+        else
+                r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "bind.refused", NULL, o->request_id, "{}");
+        if (r < 0 || (r = reply_servers_by_uuids(o, all)) < 0)
                 return r;
-        if ((r = reply_servers_by_uuids(o, all)) < 0)
-                return r;
-        for (size_t i = 0; i < o->reply.n_servers; i++)
-                if (strcmp(o->reply.servers[i]->state, "binding") != 0) {
+        /* refused: what this transaction did not bind (whatever state it is in now) */
+        for (size_t i = 0; i < n; i++) {
+                bool ok = false;
+                for (size_t j = 0; j < ndone && !ok; j++)
+                        ok = !strcmp(uuids[i], done[j]);
+                if (!ok) {
                         char **nr = bag_alloc(&o->out, (o->reply.n_refused + 1) * sizeof(char *));
                         if (!nr)
                                 return lsc_err_set(-ENOMEM, "out of memory");
                         if (o->reply.n_refused)
                                 memcpy(nr, o->reply.refused, o->reply.n_refused * sizeof(char *));
-                        nr[o->reply.n_refused++] = o->reply.servers[i]->uuid;
+                        nr[o->reply.n_refused++] = bag_strdup(&o->out, uuids[i]);
                         o->reply.refused = nr;
                 }
+        }
         return 0;
 }
 

@@ -1327,6 +1327,193 @@ static void commit_that_never_arrived_is_run_again(void **state)
 
 /* ---- the store thread ------------------------------------------------------------- */
 
+/* ---- bindings: compare-and-set, capacity, transitions ---------------------- */
+
+static void register_host(struct fx *f, const char *name, uint32_t vcpus, uint64_t memory_mib)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Register reg = LSC__REGISTER__INIT;
+        Lsc__Capacity cap = LSC__CAPACITY__INIT;
+        struct store_job *job;
+
+        cap.has_vcpus = cap.has_memory_mib = cap.has_disk_gib = 1;
+        cap.vcpus = vcpus;
+        cap.memory_mib = memory_mib;
+        cap.disk_gib = 1000;
+        reg.host = (char *)name;
+        reg.driver = "fake";
+        reg.kind = "vm";
+        reg.capacity = &cap;
+        r.op_case = LSC__REQUEST__OP_HOST_REGISTER;
+        r.host_register = &reg;
+        job = run_on(f->c, &r);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_hosts, 1);
+        store_job_free(job);
+}
+
+/* Starts server name (defined -> pending) and returns its uuid and generation. */
+static void start_ok(struct fx *f, const char *name, char uuid[37], uint64_t *gen)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerStart st = LSC__SERVER_START__INIT;
+        struct store_job *job;
+
+        st.ref = (char *)name;
+        r.op_case = LSC__REQUEST__OP_SERVER_START;
+        r.server_start = &st;
+        job = run_on(f->c, &r);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "pending");
+        snprintf(uuid, 37, "%s", only_server(job)->uuid);
+        *gen = only_server(job)->generation;
+        store_job_free(job);
+}
+
+static struct store_job *bind_op(struct fx *f, size_t n, char (*uuids)[37], const uint64_t *gens,
+                              const char *const *hosts)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Bind b = LSC__BIND__INIT;
+        Lsc__Binding bs[16], *bp[16];
+
+        assert_true(n <= 16);
+        for (size_t i = 0; i < n; i++) {
+                lsc__binding__init(&bs[i]);
+                bs[i].uuid = uuids[i];
+                bs[i].has_generation = 1;
+                bs[i].generation = gens[i];
+                bs[i].host = (char *)hosts[i];
+                bp[i] = &bs[i];
+        }
+        b.n_bindings = n;
+        b.bindings = bp;
+        r.op_case = LSC__REQUEST__OP_BIND;
+        r.bind = &b;
+        return run_on(f->c, &r);
+}
+
+static void bind_commits_what_fits_and_never_overbooks(void **state)
+{
+        struct fx *f = *state;
+        char uuids[6][37], name[16];
+        uint64_t gens[6];
+        const char *hosts[6] = { "h1", "h1", "h1", "h2", "h2", "h2" };
+        struct store_job *job;
+
+        /* h1 has room for two 2-vCPU servers, h2 for three */
+        register_host(f, "h1", 4, 100000);
+        register_host(f, "h2", 6, 100000);
+        for (int i = 0; i < 6; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                create_ok(f, name, NULL, NULL, NULL);
+                start_ok(f, name, uuids[i], &gens[i]);
+        }
+        /* h1's share of the batch (6 vCPUs) does not fit: all of it goes back to pending */
+        job = bind_op(f, 6, uuids, gens, hosts);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_refused, 3);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h2'"), 6);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'binding'"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'binding'"
+                                          " AND generation = 1"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'pending'"
+                                          " AND host_id IS NULL"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.binding'"), 3);
+        /* nowhere can a host's used exceed what it may allocate */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM hosts"
+                                          " WHERE used_vcpus > floor(vcpus * alloc_ratio)"), 0);
+}
+
+static void bind_at_a_stale_generation_changes_nothing(void **state)
+{
+        struct fx *f = *state;
+        char uuids[1][37];
+        uint64_t gens[1];
+        const char *hosts[1] = { "h1" };
+        struct store_job *job;
+
+        register_host(f, "h1", 8, 100000);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        start_ok(f, "web1", uuids[0], &gens[0]);
+        job = bind_op(f, 1, uuids, gens, hosts);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_refused, 0);
+        assert_int_equal(only_server(job)->generation, gens[0] + 1);
+        store_job_free(job);
+        /* the same binding again, at the generation the scheduler saw before: refused */
+        job = bind_op(f, 1, uuids, gens, hosts);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_refused, 1);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 2);
+        assert_int_equal(sql_count(f->pg, "SELECT generation FROM servers WHERE name = 'web1'"), 1);
+}
+
+static struct store_job *transition_op(struct fx *f, const char *uuid, uint64_t gen, const char *from,
+                                    const char *to, bool release, bool failure)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Transition t = LSC__TRANSITION__INIT;
+        char *fr[1] = { (char *)from };
+
+        t.uuid = (char *)uuid;
+        t.has_generation = t.has_release = t.has_failure = 1;
+        t.generation = gen;
+        t.from = fr;
+        t.n_from = 1;
+        t.to = (char *)to;
+        t.kind = "server.test";
+        t.reason = "because";
+        t.release = release;
+        t.failure = failure;
+        r.op_case = LSC__REQUEST__OP_TRANSITION;
+        r.transition = &t;
+        return run_on(f->c, &r);
+}
+
+static void transitions_apply_only_at_their_generation_and_give_capacity_back(void **state)
+{
+        struct fx *f = *state;
+        char uuids[1][37];
+        uint64_t gens[1];
+        const char *hosts[1] = { "h1" };
+        struct store_job *job;
+
+        register_host(f, "h1", 8, 100000);
+        create_ok(f, "web1", NULL, NULL, NULL);
+        start_ok(f, "web1", uuids[0], &gens[0]);
+        store_job_free(bind_op(f, 1, uuids, gens, hosts));
+        /* stale: generation 0 is gone */
+        job = transition_op(f, uuids[0], 0, "binding", "running", false, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "binding");
+        store_job_free(job);
+        /* the start failed on the host: back to pending, capacity returned, counted */
+        job = transition_op(f, uuids[0], 1, "binding", "pending", true, true);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "pending");
+        assert_int_equal(only_server(job)->failures, 1);
+        assert_string_equal(only_server(job)->host, "");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 0);
+        /* the third failure in a row makes it failed */
+        for (int i = 0; i < 2; i++) {
+                gens[0] = 1 + (uint64_t)i;
+                store_job_free(bind_op(f, 1, uuids, gens, hosts));
+                job = transition_op(f, uuids[0], gens[0] + 1, "binding", "pending", true, true);
+                expect(job, LSC__STATUS__OK, NULL);
+                if (i == 1) {
+                        assert_string_equal(only_server(job)->state, "failed");
+                        assert_int_equal(only_server(job)->failures, 3);
+                }
+                store_job_free(job);
+        }
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 0);
+}
+
 static struct store_job *thread_wait(struct store *s, int *ret_fatal, int timeout_ms)
 {
         int64_t end = lsc_now_us() + (int64_t)timeout_ms * 1000;
@@ -1789,6 +1976,9 @@ int main(void)
                 T(placement_group_create_get_list_and_refusals),
                 T(placement_group_delete_is_refused_while_it_has_members),
                 T(server_with_unknown_group_is_refused_and_changes_nothing),
+                T(bind_commits_what_fits_and_never_overbooks),
+                T(bind_at_a_stale_generation_changes_nothing),
+                T(transitions_apply_only_at_their_generation_and_give_capacity_back),
                 T(mac_auto_allocation_keeps_the_prefix),
                 T(events_are_written_with_each_change),
                 T(concurrent_creates_never_share_an_ip),
