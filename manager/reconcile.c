@@ -620,6 +620,7 @@ void reconcile_job_done(struct loop *l, struct store_job *job)
                                 if (s)
                                         view_unapply(rc, s);
                                 forget(rc, job->request->transition->uuid);
+                                rc->dhcp_dirty = true;   /* its MACs and IPs are free now */
                                 store_job_free(job);
                                 return;
                         }

@@ -101,6 +101,8 @@ expect_exit 0 lsc server delete s6
 gone() { ! lsc server show s6; }
 wait_until 30 gone
 expect_eq "$(lsc --json host list | jq '[.[].instances[]] | length')" 28 "instances after stop and delete"
+no_s6_dhcp() { ! grep -q ",s6\$" "$LSC_SCRATCH/dhcp-hosts"; }
+wait_until 10 no_s6_dhcp
 expect_exit 0 lsc --json events --server s6
 expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.binding,server.running" "s6's history"
 expect_contains "$(jq -r '[.[].kind] | join(",")' <<<"$OUT")" "server.delete" "s6's history"
