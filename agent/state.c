@@ -62,25 +62,14 @@ static uint32_t crc32(const char *p, size_t n)
 
 /* ---- the in-memory table ---- */
 
+static const char *entry_uuid(const void *elem)
+{
+        return ((const struct entry *)elem)->uuid;
+}
+
 static size_t find_pos(const struct agent_state *s, const char *uuid, bool *ret_found)
 {
-        size_t lo = 0, hi = s->n;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(s->e[mid].uuid, uuid);
-
-                if (c == 0) {
-                        *ret_found = true;
-                        return mid;
-                }
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *ret_found = false;
-        return lo;
+        return lsc_sorted_find(s->e, s->n, sizeof(*s->e), uuid, entry_uuid, ret_found);
 }
 
 static struct entry *entry_find(const struct agent_state *s, const char *uuid)

@@ -63,6 +63,10 @@ int cli_usage(const char *topic, const char *fmt, ...) __attribute__((format(pri
 /* Checks that exactly `want` arguments remain after the options; names them in errors. */
 int cli_args(const char *topic, const char *verb, int argc, char *const argv[],
              int want, const char *what);
+/* For verbs that take only global options: parses them, then checks that exactly `want`
+ * arguments remain (cli_args). 0, CLI_HELP_SHOWN or -errno. */
+int cli_plain_args(struct cli_opts *o, const char *topic, const char *verb, int argc, char **argv,
+                   int want, const char *what);
 /* Prefixes the current error detail with "what: " (for messages that do not name it). */
 int cli_err_prefix(int r, const char *what);
 /* Dispatches argv[0] among verbs (argv[0] is the noun). */

@@ -123,16 +123,11 @@ static int group_create(struct cli_opts *o, int argc, char **argv)
 
 static int plain_args(struct cli_opts *o, const char *verb, int argc, char **argv, int want)
 {
-        static const struct option options[] = { CLI_OPTIONS_GLOBAL, {} };
-        int c, r;
+        int r = cli_plain_args(o, TOPIC, verb, argc, argv, want, want ? "a NAME" : "nothing");
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1)
-                if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
-                        return r;
-        if ((r = cli_args(TOPIC, verb, argc, argv, want, want ? "a NAME" : "nothing")) < 0)
+        if (r != 0 || !want)
                 return r;
-        return want ? lsc_validate_name("group name", argv[optind]) : 0;
+        return lsc_validate_name("group name", argv[optind]);
 }
 
 static int group_list(struct cli_opts *o, int argc, char **argv)

@@ -30,19 +30,12 @@ void cli_host_help(FILE *f)
 
 static int plain_args(struct cli_opts *o, const char *verb, int argc, char **argv, int want)
 {
-        static const struct option options[] = { CLI_OPTIONS_GLOBAL, {} };
+        int r = cli_plain_args(o, TOPIC, verb, argc, argv, want, want ? "a NAME or UUID" : "nothing");
         uuid_t u;
-        int c, r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1)
-                if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
-                        return r;
-        if ((r = cli_args(TOPIC, verb, argc, argv, want, want ? "a NAME or UUID" : "nothing")) < 0)
+        if (r != 0 || !want || uuid_parse(argv[optind], u) == 0)
                 return r;
-        if (want && uuid_parse(argv[optind], u) != 0)
-                return lsc_validate_name("host name", argv[optind]);
-        return 0;
+        return lsc_validate_name("host name", argv[optind]);
 }
 
 static int host_list(struct cli_opts *o, int argc, char **argv)

@@ -132,6 +132,19 @@ int cli_args(const char *topic, const char *verb, int argc, char *const argv[],
         return 0;
 }
 
+int cli_plain_args(struct cli_opts *o, const char *topic, const char *verb, int argc, char **argv,
+                   int want, const char *what)
+{
+        static const struct option options[] = { CLI_OPTIONS_GLOBAL, {} };
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1)
+                if ((r = cli_opt_common(o, topic, c, argv, options)) != 0)
+                        return r;
+        return cli_args(topic, verb, argc, argv, want, what);
+}
+
 /* "--name" for a long option's value, "-c" for a short one. */
 static void option_name(int val, const struct option *options, char *buf, size_t len)
 {

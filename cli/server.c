@@ -522,14 +522,7 @@ static int server_edit(struct cli_opts *o, int argc, char **argv)
 static int plain_args(struct cli_opts *o, const char *verb, int argc, char **argv,
                       int want, const char *what)
 {
-        static const struct option options[] = { CLI_OPTIONS_GLOBAL, {} };
-        int c, r;
-
-        optind = 0;
-        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1)
-                if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
-                        return r;
-        return cli_args(TOPIC, verb, argc, argv, want, what);
+        return cli_plain_args(o, TOPIC, verb, argc, argv, want, what);
 }
 
 static int server_list(struct cli_opts *o, int argc, char **argv)

@@ -12,6 +12,14 @@
 static inline void lsc_freep(void *p) { free(*(void **)p); }
 #define _cleanup_free_ _cleanup_(lsc_freep)
 
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Binary search of an array sorted by a string key: the index of key, or where it would
+ * be inserted (*ret_found false). key_of gives an element's key (elem points into base). */
+size_t lsc_sorted_find(const void *base, size_t n, size_t size, const char *key,
+                       const char *(*key_of)(const void *elem), bool *ret_found);
+
 /* Monotonic time in microseconds (CLOCK_MONOTONIC); never compare across hosts. */
 int64_t lsc_now_us(void);
 /* Wall clock in microseconds, for timestamps shown to people only. */

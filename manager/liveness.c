@@ -7,6 +7,7 @@
 #include <string.h>
 #include "liveness.h"
 #include "log.h"
+#include "util.h"
 
 const char *const liveness_state_names[LIVENESS_STATE_COUNT] = {
         [LIVENESS_UP] = "up",
@@ -32,25 +33,15 @@ void liveness_fini(struct liveness *lv)
         memset(lv, 0, sizeof(*lv));
 }
 
+static const char *host_name(const void *elem)
+{
+        return (*(struct liveness_host *const *)elem)->name;
+}
+
 /* Index of name, or of where it would go (*found false). */
 static size_t search(const struct liveness *lv, const char *name, bool *found)
 {
-        size_t lo = 0, hi = lv->n_hosts;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(lv->hosts[mid]->name, name);
-                if (c == 0) {
-                        *found = true;
-                        return mid;
-                }
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *found = false;
-        return lo;
+        return lsc_sorted_find(lv->hosts, lv->n_hosts, sizeof(*lv->hosts), name, host_name, found);
 }
 
 struct liveness_host *liveness_find(const struct liveness *lv, const char *name)

@@ -45,24 +45,14 @@ void reconcile_fini(struct reconcile *rc)
 
 /* ---- the server table ------------------------------------------------------ */
 
+static const char *server_uuid(const void *elem)
+{
+        return (*(struct reconcile_server *const *)elem)->uuid;
+}
+
 static size_t find_at(const struct reconcile *rc, const char *uuid, bool *found)
 {
-        size_t lo = 0, hi = rc->n_servers;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(rc->servers[mid]->uuid, uuid);
-                if (c == 0) {
-                        *found = true;
-                        return mid;
-                }
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *found = false;
-        return lo;
+        return lsc_sorted_find(rc->servers, rc->n_servers, sizeof(*rc->servers), uuid, server_uuid, found);
 }
 
 static struct reconcile_server *find(const struct reconcile *rc, const char *uuid)
