@@ -1,0 +1,114 @@
+/* liveness: hosts move up -> suspect -> lost from missed heartbeats, in memory only. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "liveness.h"
+
+#define S 1000000LL                      /* one second in microseconds */
+
+static void beat(struct liveness_host *h, int64_t now, bool healthy)
+{
+        Lsc__Heartbeat hb = LSC__HEARTBEAT__INIT;
+        Lsc__Instance in = LSC__INSTANCE__INIT, *v[1] = { &in };
+
+        in.uuid = "6f1c1d52-6a3c-4f7e-9d37-1b2a3c4d5e6f";
+        in.name = "web1";
+        in.has_generation = 1;
+        in.generation = 3;
+        in.state = "running";
+        hb.n_instances = 1;
+        hb.instances = v;
+        hb.has_healthy = 1;
+        hb.healthy = healthy;
+        hb.health = healthy ? "" : "driver call instantiate web1 running for 12.0 s";
+        assert_int_equal(liveness_beat(h, &hb, now), 0);
+}
+
+static void a_host_is_lost_until_it_beats(void **state)
+{
+        struct liveness lv;
+        struct liveness_host *h;
+
+        (void)state;
+        liveness_init(&lv, 10 * S, 3 * S);
+        h = liveness_get(&lv, "h1");
+        assert_non_null(h);
+        assert_int_equal(h->state, LIVENESS_LOST);
+        assert_int_equal(h->view, -1);
+        beat(h, 100 * S, true);
+        assert_int_equal(h->state, LIVENESS_UP);
+        assert_int_equal(h->n_instances, 1);
+        assert_int_equal(h->instances[0].generation, 3);
+        liveness_fini(&lv);
+}
+
+static void three_missed_beats_make_a_host_suspect_and_the_lease_makes_it_lost(void **state)
+{
+        struct liveness lv;
+        struct liveness_host *h;
+
+        (void)state;
+        liveness_init(&lv, 10 * S, 3 * S);
+        h = liveness_get(&lv, "h1");
+        beat(h, 100 * S, true);
+        liveness_tick(&lv, 103 * S);             /* exactly three beats late: still up */
+        assert_int_equal(h->state, LIVENESS_UP);
+        liveness_tick(&lv, 103 * S + 1);
+        assert_int_equal(h->state, LIVENESS_SUSPECT);
+        liveness_tick(&lv, 113 * S);             /* lease (10 s) + grace (3 s): not yet past */
+        assert_int_equal(h->state, LIVENESS_SUSPECT);
+        liveness_tick(&lv, 113 * S + 1);
+        assert_int_equal(h->state, LIVENESS_LOST);
+        beat(h, 120 * S, true);                  /* it comes back */
+        assert_int_equal(h->state, LIVENESS_UP);
+        liveness_fini(&lv);
+}
+
+static void a_beat_records_health_and_replaces_the_inventory(void **state)
+{
+        struct liveness lv;
+        struct liveness_host *h;
+        Lsc__Heartbeat empty = LSC__HEARTBEAT__INIT;
+
+        (void)state;
+        liveness_init(&lv, 10 * S, 3 * S);
+        h = liveness_get(&lv, "h1");
+        beat(h, 1 * S, false);
+        assert_false(h->healthy);
+        assert_non_null(strstr(h->health, "running for"));
+        assert_int_equal(liveness_beat(h, &empty, 2 * S), 0);
+        assert_true(h->healthy);                 /* no health field: healthy */
+        assert_int_equal(h->n_instances, 0);
+        liveness_fini(&lv);
+}
+
+static void hosts_are_found_by_name_in_any_order(void **state)
+{
+        static const char *const names[] = { "m", "c", "x", "a", "q", "b" };
+        struct liveness lv;
+
+        (void)state;
+        liveness_init(&lv, 10 * S, 3 * S);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                assert_non_null(liveness_get(&lv, names[i]));
+        assert_ptr_equal(liveness_get(&lv, "q"), liveness_find(&lv, "q"));
+        assert_int_equal(lv.n_hosts, 6);
+        for (size_t i = 1; i < lv.n_hosts; i++)
+                assert_true(strcmp(lv.hosts[i - 1]->name, lv.hosts[i]->name) < 0);
+        assert_null(liveness_find(&lv, "zz"));
+        liveness_fini(&lv);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(a_host_is_lost_until_it_beats),
+                cmocka_unit_test(three_missed_beats_make_a_host_suspect_and_the_lease_makes_it_lost),
+                cmocka_unit_test(a_beat_records_health_and_replaces_the_inventory),
+                cmocka_unit_test(hosts_are_found_by_name_in_any_order),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
