@@ -64,13 +64,35 @@ lsc_wait_ping() {
 	done
 }
 
-# lscd_start: starts lscd in the background on $LSC_MANAGER and waits for it.
+# lscd_start: starts lscd in the background on $LSC_MANAGER and waits for it; with
+# agents, a port taken meanwhile by something else is replaced (up to 3 times).
 lscd_start() {
+	local i
+	for i in 1 2 3; do
+		lscd_start_once && return 0
+		grep -q "cannot listen for agents.*Address already in use" "$LSC_SCRATCH/lscd.log" ||
+			fail "lscd exited before answering ping"
+		LSC_AGENT_PORT=$(pg_free_port)
+		LSCD_ARGS[1]="tcp://127.0.0.1:$LSC_AGENT_PORT"
+	done
+	fail "lscd could not find a free port for the agents"
+}
+
+lscd_start_once() {
 	printf -- '--- lscd start %s\n' "$(date +%T.%N)" >>"$LSC_SCRATCH/lscd.log"
 	"$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "$LSC_MANAGER" --log-level debug "${LSCD_ARGS[@]}" \
 		</dev/null >>"$LSC_SCRATCH/lscd.log" 2>&1 &
 	LSCD_PID=$!
-	lsc_wait_ping 20
+	local deadline=$((SECONDS + 20))
+	until lsc --timeout 1 ping >/dev/null 2>&1; do
+		if ! lsc_pid_alive "$LSCD_PID"; then
+			wait "$LSCD_PID" 2>/dev/null || true
+			LSCD_PID=
+			return 1
+		fi
+		[ "$SECONDS" -lt "$deadline" ] || fail "lscd does not answer ping after 20 s"
+		sleep 0.1
+	done
 }
 
 # Whether PID lives (a zombie does not: PID 1 may not reap here).

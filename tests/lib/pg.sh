@@ -21,7 +21,9 @@ pg_abspath() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 pg_free_port() {
 	local p i
 	for i in $(seq 1 50); do
-		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+		# below the kernel's ephemeral range (ip_local_port_range, 32768 up on
+		# Debian): outgoing connections never take these behind our back
+		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
 		# a refused connection means nothing listens there
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
 	done
