@@ -544,6 +544,42 @@ static void pg_stats_read(const char *db, struct pg_stats *s)
         psql(db, "SELECT pg_current_xact_id()::text::bigint, pg_current_wal_lsn() - '0/0'::pg_lsn", line_stats, s);
 }
 
+/* Every host gets room for four times its share of the larger run (at least 16 vCPUs). */
+static uint32_t host_vcpus(void)
+{
+        uint32_t v = (uint32_t)(4 * ((B.max_n + B.o.hosts - 1) / B.o.hosts));
+        return v < 16 ? 16 : v;
+}
+
+/* What lscd finds after a fleet ran a while: H registered hosts and N identities
+ * running on them (round-robin, capacity reserved), made by SQL so that time to ready
+ * and memory are measured at full scale whatever the binding run manages. */
+static int ready_db_fill(const char *db, uint64_t n)
+{
+        char sql[1600];
+        uint32_t v = host_vcpus();
+        int r;
+
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO hosts (uuid, name, kind, driver, vcpus, memory_mib, disk_gib, alloc_ratio, epoch,"
+                 " registered_at) SELECT gen_random_uuid(), 'h' || lpad(i::text, 5, '0'), 'vm', 'fake', %u, %llu,"
+                 " %llu, 1.0, 1, now() FROM generate_series(1, %llu) i;",
+                 v, (unsigned long long)v * ID_MEMORY_MIB, (unsigned long long)v * ID_DISK_GIB,
+                 (unsigned long long)B.o.hosts);
+        if ((r = psql(db, sql, NULL, NULL)) < 0 || (r = identities_insert(db, n)) < 0)
+                return r;
+        snprintf(sql, sizeof(sql),
+                 "UPDATE servers s SET desired = 'running', state = 'running', generation = 1, bound_at = now(),"
+                 " updated_at = now(), host_id = h.id FROM hosts h"
+                 " WHERE h.name = 'h' || lpad((((substr(s.name, 2)::int - 1) %% %llu) + 1)::text, 5, '0');"
+                 " UPDATE hosts h SET used_vcpus = x.v, used_memory_mib = x.m, used_disk_gib = x.d"
+                 " FROM (SELECT host_id, sum(vcpus)::integer v, sum(memory_mib)::bigint m, sum(disk_gib)::bigint d"
+                 "       FROM servers GROUP BY host_id) x WHERE h.id = x.host_id;"
+                 " VACUUM ANALYZE servers; VACUUM ANALYZE hosts;",
+                 (unsigned long long)B.o.hosts);
+        return psql(db, sql, NULL, NULL);
+}
+
 /* ---- the CLI side: lscd's request socket ------------------------------------------- */
 
 static void *cli_open(const char *endpoint)
@@ -1318,10 +1354,7 @@ static int run_bind(struct run *rn)
                 if ((r = lsc_curve_read_public(path, server_key)) < 0)
                         goto out;
         }
-        /* every host gets room for four times its share of the larger run */
-        vcpus = (uint32_t)(4 * ((B.max_n + B.o.hosts - 1) / B.o.hosts));
-        if (vcpus < 16)
-                vcpus = 16;
+        vcpus = host_vcpus();
 
         say("%s: lscd%s on database %s", rn->label,
             rn->bind_batch ? (rn->bind_batch == 1 ? " --bind-batch 1" : " --bind-batch N") : "", rn->db);
@@ -1864,12 +1897,13 @@ int main(int argc, char **argv)
                          " current_setting('shared_buffers') || ', PostgreSQL ' || current_setting('server_version')",
              line_copy, settings);
         say("PostgreSQL on port %d (pid %d): %s", B.pg_port, (int)B.pg_pid, settings);
-        if ((r = psql("postgres", naive.n ? "CREATE DATABASE lsc; CREATE DATABASE lsc_naive;" : "CREATE DATABASE lsc;",
+        if ((r = psql("postgres", naive.n ? "CREATE DATABASE lsc; CREATE DATABASE lsc_naive; CREATE DATABASE lsc_ready;"
+                                          : "CREATE DATABASE lsc; CREATE DATABASE lsc_ready;",
                       NULL, NULL)) < 0)
                 goto out;
 
-        /* an empty lscd: a fresh database, no host, no identity, no agent */
-        if ((r = lscd_start("lsc", free_port(), 0, &exec_at)) < 0 ||
+        /* an empty lscd: a fresh database (it migrates it), no host, no identity, no agent */
+        if ((r = lscd_start("lsc_ready", free_port(), 0, &exec_at)) < 0 ||
             (r = lscd_wait_loaded(120 * 1000000LL, &loaded_at)) < 0)
                 goto out;
         sleep_us(1000000);
@@ -1879,27 +1913,27 @@ int main(int argc, char **argv)
         say("empty lscd: view loaded %.2f s after exec, RSS %ld KiB", empty.view_s, empty.rss_kib);
         lscd_stop();
 
-        if ((r = run_bind(&main_run)) < 0)
-                goto out;
-
-        /* lscd restarted on that data (10,000 hosts, every identity running), no agent */
-        say("restarting lscd on %llu running identities: time to ready and RSS", (unsigned long long)main_run.n);
-        if ((r = lscd_ready("lsc", &loaded)) < 0)
+        /* lscd started on H hosts and N running identities, no agent: ready and RSS */
+        say("ready: %llu hosts and %llu running identities (bulk SQL)", (unsigned long long)B.o.hosts,
+            (unsigned long long)main_run.n);
+        if ((r = ready_db_fill("lsc_ready", main_run.n)) < 0 || (r = lscd_ready("lsc_ready", &loaded)) < 0)
                 goto out;
         lscd_stop();
-        say("loaded lscd: view loaded %.2f s, host show answered %.2f s, RSS %ld KiB (peak %ld)", loaded.view_s,
-            loaded.show_s, loaded.rss_kib, loaded.hwm_kib);
+        say("loaded lscd: view loaded %.2f s, host show answered %.2f s, RSS %ld KiB (peak %ld); host list %s",
+            loaded.view_s, loaded.show_s, loaded.rss_kib, loaded.hwm_kib, loaded.list_ok ? "answered" : "did not answer");
         /* the same hosts without identities in the view: what the identities alone cost */
-        if ((r = psql("lsc", "UPDATE servers SET state = 'defined', desired = 'stopped', host_id = NULL, reason = '';"
-                             " UPDATE hosts SET used_vcpus = 0, used_memory_mib = 0, used_disk_gib = 0;",
+        if ((r = psql("lsc_ready", "UPDATE servers SET state = 'defined', desired = 'stopped', host_id = NULL;"
+                                   " UPDATE hosts SET used_vcpus = 0, used_memory_mib = 0, used_disk_gib = 0;",
                       NULL, NULL)) < 0 ||
-            (r = lscd_ready("lsc", &hosts_only)) < 0)
+            (r = lscd_ready("lsc_ready", &hosts_only)) < 0)
                 goto out;
         lscd_stop();
         say("hosts-only lscd: ready %.2f s, RSS %ld KiB", hosts_only.ready_s, hosts_only.rss_kib);
         rss_per_id = (double)(loaded.rss_kib - empty.rss_kib) / (double)main_run.n;
         rss_per_id_hosts = (double)(loaded.rss_kib - hosts_only.rss_kib) / (double)main_run.n;
 
+        if ((r = run_bind(&main_run)) < 0)
+                goto out;
         if (naive.n && (r = run_bind(&naive)) < 0)
                 goto out;
 out:
@@ -1913,13 +1947,19 @@ out:
                 print_run(&naive);
         else
                 printf("naive run: skipped (--naive-identities 0)\n");
-        printf("lscd memory (VmRSS, no agent connected): empty %ld KiB; %llu hosts without identities %ld KiB; "
-               "with %llu running identities %ld KiB (peak %ld KiB) => %.2f KiB per identity over the empty process "
-               "(%.2f over the hosts-only one)\n", empty.rss_kib, (unsigned long long)B.o.hosts, hosts_only.rss_kib,
-               (unsigned long long)main_run.n, loaded.rss_kib, loaded.hwm_kib, rss_per_id, rss_per_id_hosts);
-        printf("lscd ready with that data (no agent connected): view loaded %.2f s, `lsc host show h00001` answered "
-               "%.2f s after exec => %.2f s; then `lsc host list` %s after %.2f s\n", loaded.view_s, loaded.show_s,
-               loaded.ready_s, loaded.list_ok ? "answered" : "did NOT answer (see lscd's log)", loaded.list_took_s);
+        if (loaded.ready_s > 0) {
+                printf("lscd memory (VmRSS, no agent connected): empty %ld KiB; %llu hosts without identities %ld KiB; "
+                       "%llu hosts with %llu running identities %ld KiB (peak %ld KiB) => %.2f KiB per identity over "
+                       "the empty process (%.2f over the hosts-only one)\n", empty.rss_kib,
+                       (unsigned long long)B.o.hosts, hosts_only.rss_kib, (unsigned long long)B.o.hosts,
+                       (unsigned long long)main_run.n, loaded.rss_kib, loaded.hwm_kib, rss_per_id, rss_per_id_hosts);
+                printf("lscd ready on that data (no agent connected): view loaded %.2f s, `lsc host show h00001` "
+                       "answered %.2f s after exec => %.2f s; then `lsc host list` %s (%.2f s)\n", loaded.view_s,
+                       loaded.show_s, loaded.ready_s,
+                       loaded.list_ok ? "answered" : "did NOT answer (lscd's log says why)", loaded.list_took_s);
+        } else {
+                printf("lscd memory and time to ready: not measured\n");
+        }
         if (naive.ok && naive.n != main_run.n)
                 printf("note: the naive run used %llu identities, not %llu\n", (unsigned long long)naive.n,
                        (unsigned long long)main_run.n);
