@@ -80,7 +80,7 @@ struct run {
         uint64_t n;
         int bind_batch;                  /* 0: lscd's default */
         /* results */
-        bool ok;
+        bool attempted, ok;
         double connect_s, up_s, total_s, bindings_per_s, p50_ms, p99_ms;
         double starts_done_s, last_bind_s, last_running_s;
         double med_start_ack_ms, med_to_bind_ms, med_bind_to_cmd_ms, med_cmd_to_report_ms,
@@ -1344,6 +1344,7 @@ static int run_bind(struct run *rn)
         int r, port = free_port();
         char sql[600], server_key[LSC_Z85_KEY];
 
+        rn->attempted = true;
         if (!t_start || !t_ack || !retry || !host_state) {
                 r = -ENOMEM;
                 goto out;
@@ -1783,7 +1784,7 @@ static void print_run(const struct run *rn)
         double wall = rn->total_s;
 
         if (!rn->ok) {
-                printf("%s run: did not complete\n", rn->label);
+                printf("%s run: %s\n", rn->label, rn->attempted ? "did not complete (see above)" : "not run");
                 return;
         }
         printf("%s run (lscd %s): %llu identities on %llu hosts\n", rn->label,
