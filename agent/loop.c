@@ -1131,7 +1131,7 @@ static void dealer_readable(struct agent_loop *l, int64_t now)
 
 static int socket_setup(struct agent_loop *l)
 {
-        const int zero = 0, one = 1, hwm = 64, rcvhwm = 1000, ivl = 1000, timeout = 3000, ttl = 3000,
+        const int zero = 0, one = 1, hwm = 64, rcvhwm = 1000, ivl = 1000, timeout = 3000,
                   reconnect = 200, reconnect_max = 2000;
         const int64_t maxmsg = MAX_MSG;
         char endpoint[96];
@@ -1148,10 +1148,10 @@ static int socket_setup(struct agent_loop *l)
         zmq_setsockopt(l->dealer, ZMQ_IMMEDIATE, &one, sizeof(one));
         zmq_setsockopt(l->dealer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
         zmq_setsockopt(l->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));
-        /* ZMTP pings notice a half-open TCP connection */
+        /* ZMTP pings notice a half-open TCP connection. No TTL: it would make lscd arm and
+         * cancel a timer per agent message, which libzmq 4.3 does in O(timers). */
         zmq_setsockopt(l->dealer, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
         zmq_setsockopt(l->dealer, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof(timeout));
-        zmq_setsockopt(l->dealer, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
         zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL, &reconnect, sizeof(reconnect));
         zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof(reconnect_max));
         zmq_setsockopt(l->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));

@@ -1121,7 +1121,7 @@ static void sim_timers(struct sim *sm, struct sim_host *h, int64_t now)
 static int sim_socket(void *ctx, struct sim_host *h, const char *server_key)
 {
         const struct key *k = &B.keys[h->idx];
-        const int zero = 0, one = 1, hwm = 64, rcvhwm = 1000, ivl = 1000, tmo = 3000, ttl = 3000,
+        const int zero = 0, one = 1, hwm = 64, rcvhwm = 1000, ivl = 1000, tmo = 3000,
                   reconnect = 200, reconnect_max = 2000;
 
         if (!(h->sock = zmq_socket(ctx, ZMQ_DEALER)))
@@ -1137,7 +1137,6 @@ static int sim_socket(void *ctx, struct sim_host *h, const char *server_key)
         zmq_setsockopt(h->sock, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));
         zmq_setsockopt(h->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
         zmq_setsockopt(h->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
-        zmq_setsockopt(h->sock, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
         zmq_setsockopt(h->sock, ZMQ_RECONNECT_IVL, &reconnect, sizeof(reconnect));
         zmq_setsockopt(h->sock, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof(reconnect_max));
         return 0;

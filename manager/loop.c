@@ -19,6 +19,7 @@
 /* Frames above the envelope limit still get an error reply; far larger ones make
  * libzmq drop the peer before they fill memory. */
 #define LOOP_MAX_MSG ((int64_t)LSC_WIRE_MAX_FRAME * 4)
+#define LOOP_IO_THREADS 2             /* libzmq I/O threads: CurveZMQ runs there */
 
 /* For ipc:// endpoints: the directory exists and the socket is for root's group only. */
 static int ipc_prepare(const char *endpoint)
@@ -71,7 +72,7 @@ static int socket_setup(struct loop *l)
 static int agent_socket_setup(struct loop *l)
 {
         char pub[LSC_Z85_KEY], sec[LSC_Z85_KEY];
-        int zero = 0, one = 1, hwm = 1000, ivl = 1000, tmo = 5000, r;
+        int zero = 0, one = 1, hwm = 1000, idle = 10, intvl = 2, cnt = 3, r;
 
         if (!l->cfg.curve_secret_file || !l->cfg.authorized_keys_dir)
                 return lsc_err_set(-EINVAL, "agents need --curve-key and --authorized-keys");
@@ -88,8 +89,14 @@ static int agent_socket_setup(struct loop *l)
         zmq_setsockopt(l->agents, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
         zmq_setsockopt(l->agents, ZMQ_SNDHWM, &hwm, sizeof(hwm));
         zmq_setsockopt(l->agents, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-        zmq_setsockopt(l->agents, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-        zmq_setsockopt(l->agents, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
+        /* No ZMTP heartbeats on this side: libzmq 4.3 cancels a heartbeat timer by walking
+         * every timer of its I/O thread on each message received, which is quadratic in
+         * the agents (docs/performance.md). The agents' own heartbeats and leases say who
+         * is alive; TCP keepalive only reaps connections whose peer vanished. */
+        zmq_setsockopt(l->agents, ZMQ_TCP_KEEPALIVE, &one, sizeof(one));
+        zmq_setsockopt(l->agents, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof(idle));
+        zmq_setsockopt(l->agents, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof(intvl));
+        zmq_setsockopt(l->agents, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof(cnt));
         int64_t maxmsg = LOOP_MAX_MSG;
         zmq_setsockopt(l->agents, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
         zmq_setsockopt(l->agents, ZMQ_CURVE_SERVER, &one, sizeof(one));
@@ -129,6 +136,9 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
         l->zctx = zmq_ctx_new();
         if (!l->zctx)
                 return lsc_err_set(-errno, "zmq_ctx_new: %s", zmq_strerror(errno));
+        /* CurveZMQ's encryption runs on the I/O threads: one is a bottleneck with
+         * thousands of agents (docs/performance.md) */
+        zmq_ctx_set(l->zctx, ZMQ_IO_THREADS, LOOP_IO_THREADS);
         if ((r = socket_setup(l)) < 0)
                 return r;
         l->started_us = lsc_now_us();
