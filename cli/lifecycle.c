@@ -13,6 +13,7 @@
 #define TOPIC "server"
 #define WAIT_DEFAULT_S 120.0
 #define WAIT_POLL_NS 200000000L
+#define START_CHUNK 1000               /* servers per start request: lscd's limit */
 
 enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT, OPT_DRY_RUN, OPT_TO };
 
@@ -71,6 +72,38 @@ static int wait_for(const struct cli_opts *o, const char *ref, const char *goal,
         }
 }
 
+/* start NAME NAME...: one request (one transaction in lscd) per START_CHUNK servers;
+ * nothing is sent unless every name is well formed. */
+static int start_many(const struct cli_opts *o, int n, char **refs, bool wait, double limit)
+{
+        double deadline = now_s() + limit;
+        int r;
+
+        for (int i = 0; i < n; i++)
+                if ((r = cli_server_ref_check(refs[i])) < 0)
+                        return r;
+        for (int i = 0; i < n; i += START_CHUNK) {
+                _cleanup_reply_ Lsc__Reply *reply = NULL;
+                Lsc__Request req = LSC__REQUEST__INIT;
+                Lsc__ServerStart st = LSC__SERVER_START__INIT;
+
+                st.refs = refs + i;
+                st.n_refs = (size_t)(n - i < START_CHUNK ? n - i : START_CHUNK);
+                req.op_case = LSC__REQUEST__OP_SERVER_START;
+                req.server_start = &st;
+                if ((r = cli_call(o, &req, &reply)) < 0)
+                        return r;
+                if (!wait && (r = cli_print_servers(o, reply->servers, reply->n_servers)) < 0)
+                        return r;
+        }
+        for (int i = 0; wait && i < n; i++) {
+                double left = deadline - now_s();
+                if ((r = wait_for(o, refs[i], "running", left > 0.2 ? left : 0.2)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
 {
         static const struct option options[] = {
@@ -124,6 +157,8 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
                                 return r;
                 }
         }
+        if (which == VERB_START && !dry && argc - optind > 1)
+                return start_many(o, argc - optind, argv + optind, wait, limit);
         if ((r = cli_args(TOPIC, verb, argc, argv, 1, "a NAME or UUID")) < 0 ||
             (r = cli_server_ref_check(argv[optind])) < 0)
                 return r;

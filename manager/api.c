@@ -106,7 +106,8 @@ static void plan_request(struct loop *l, const struct lsc_route *route, uint64_t
 static bool internal_op(Lsc__Request__OpCase op)
 {
         return op == LSC__REQUEST__OP_HOST_REGISTER || op == LSC__REQUEST__OP_LOAD ||
-               op == LSC__REQUEST__OP_BIND || op == LSC__REQUEST__OP_TRANSITION;
+               op == LSC__REQUEST__OP_BIND || op == LSC__REQUEST__OP_TRANSITION ||
+               op == LSC__REQUEST__OP_TRANSITIONS;
 }
 
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env)

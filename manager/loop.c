@@ -404,6 +404,7 @@ int loop_run(struct loop *l)
                         reconcile_tick(l, now);
                         next_tick = now + 200000;
                 }
+                reconcile_flush(l);
         }
         return 0;
 }

@@ -17,6 +17,7 @@
 #include "validate.h"
 
 #define PLACE_BATCH 1000
+#define TX_BATCH 2000                    /* transitions per store transaction */
 #define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
 
@@ -39,6 +40,9 @@ void reconcile_fini(struct reconcile *rc)
         free(rc->queue);
         free(rc->groups);
         free(rc->running_on);
+        for (size_t i = 0; i < rc->n_tx; i++)
+                lsc__transition__free_unpacked(rc->tx[i], NULL);
+        free(rc->tx);
         sched_view_free(&rc->view);
         memset(rc, 0, sizeof(*rc));
 }
@@ -341,23 +345,24 @@ static char *dup_or_empty(const char *s)
         return strdup(s ? s : "");
 }
 
+/* A state change of s at its generation. A deletion goes to the store alone; every
+ * other change joins the batch that reconcile_flush() sends as one transaction. */
 static int transition(struct loop *l, struct reconcile_server *s, const char *const *from, size_t n_from,
                       const char *to, const char *kind, const char *reason, bool release, bool failure)
 {
-        Lsc__Request *req = calloc(1, sizeof(*req));
+        struct reconcile *rc = &l->reconcile;
         Lsc__Transition *t = calloc(1, sizeof(*t));
         char **fr = calloc(n_from, sizeof(char *));
+        bool alone = strcmp(to, "deleted") == 0;
+        Lsc__Request *req = NULL;
+        int r;
 
-        if (!req || !t || !fr) {
-                free(req);
+        if (!t || !fr) {
                 free(t);
                 free(fr);
                 return -ENOMEM;
         }
-        lsc__request__init(req);
         lsc__transition__init(t);
-        req->op_case = LSC__REQUEST__OP_TRANSITION;
-        req->transition = t;
         t->uuid = dup_or_empty(s->uuid);
         t->has_generation = t->has_release = t->has_failure = 1;
         t->generation = s->sv->generation;
@@ -370,8 +375,74 @@ static int transition(struct loop *l, struct reconcile_server *s, const char *co
         t->reason = dup_or_empty(reason);
         t->release = release;
         t->failure = failure;
+        if (!alone && rc->n_tx == rc->cap_tx) {
+                size_t cap = rc->cap_tx ? rc->cap_tx * 2 : 256;
+                Lsc__Transition **v = realloc(rc->tx, cap * sizeof(*v));
+                if (v) {
+                        rc->tx = v;
+                        rc->cap_tx = cap;
+                }
+        }
+        if (alone || rc->n_tx == rc->cap_tx) {
+                if (!(req = calloc(1, sizeof(*req)))) {
+                        lsc__transition__free_unpacked(t, NULL);
+                        return -ENOMEM;
+                }
+                lsc__request__init(req);
+                req->op_case = LSC__REQUEST__OP_TRANSITION;
+                req->transition = t;
+                s->busy = true;
+                if ((r = submit(l, req)) < 0)
+                        s->busy = false;
+                return r;
+        }
+        rc->tx[rc->n_tx++] = t;
         s->busy = true;
-        return submit(l, req);
+        return 0;
+}
+
+/* Sends the transitions gathered since the last batch went, at most TX_BATCH of them,
+ * unless a batch is still at the store: while one commits, the next gathers. */
+void reconcile_flush(struct loop *l)
+{
+        struct reconcile *rc = &l->reconcile;
+        Lsc__Request *req;
+        Lsc__Transitions *tr;
+        size_t n = rc->n_tx < TX_BATCH ? rc->n_tx : TX_BATCH;
+        struct reconcile_server **who;
+
+        if (rc->tx_inflight || n == 0)
+                return;
+        req = calloc(1, sizeof(*req));
+        tr = calloc(1, sizeof(*tr));
+        who = calloc(n, sizeof(*who));
+        if (req)
+                lsc__request__init(req);
+        if (tr)
+                lsc__transitions__init(tr);
+        if (!req || !tr || !who || !(tr->items = malloc(n * sizeof(*tr->items)))) {
+                free(req);
+                free(tr);
+                free(who);
+                return;                  /* the next flush tries again */
+        }
+        memcpy(tr->items, rc->tx, n * sizeof(*tr->items));
+        tr->n_items = n;
+        memmove(rc->tx, rc->tx + n, (rc->n_tx - n) * sizeof(*rc->tx));
+        rc->n_tx -= n;
+        req->op_case = LSC__REQUEST__OP_TRANSITIONS;
+        req->transitions = tr;
+        rc->tx_inflight = true;
+        for (size_t i = 0; i < n; i++)
+                who[i] = find(rc, tr->items[i]->uuid);
+        if (submit(l, req) < 0) {
+                /* the servers are free again; what asked for the change asks again */
+                rc->tx_inflight = false;
+                for (size_t i = 0; i < n; i++)
+                        if (who[i])
+                                who[i]->busy = false;
+        }
+        free(who);
 }
 
 #define FROM(...) (const char *const[]){ __VA_ARGS__ }, ARRAY_SIZE(((const char *const[]){ __VA_ARGS__ }))
@@ -557,6 +628,20 @@ static void bound(struct loop *l, Lsc__Reply *rp)
                 place(l, lsc_now_us());
 }
 
+/* A batch is back, committed or not: its servers are free for what comes next, and
+ * the transitions gathered meanwhile go (the loop flushes after this job). */
+static void transitions_done(struct loop *l, const Lsc__Transitions *tr)
+{
+        struct reconcile *rc = &l->reconcile;
+
+        rc->tx_inflight = false;
+        for (size_t i = 0; tr && i < tr->n_items; i++) {
+                struct reconcile_server *s = find(rc, tr->items[i]->uuid);
+                if (s)
+                        s->busy = false;
+        }
+}
+
 void reconcile_job_done(struct loop *l, struct store_job *job)
 {
         struct reconcile *rc = &l->reconcile;
@@ -589,6 +674,11 @@ void reconcile_job_done(struct loop *l, struct store_job *job)
                         if (s)
                                 s->busy = false;
                 }
+                if (op == LSC__REQUEST__OP_TRANSITIONS)
+                        transitions_done(l, job->request->transitions);
+        } else if (op == LSC__REQUEST__OP_TRANSITIONS) {
+                transitions_done(l, job->request->transitions);
+                adopt_all(l, rp);
         } else if (op == LSC__REQUEST__OP_SERVER_LIST) {
                 rc->dhcp_inflight = false;
                 if (dhcp_hosts_write(rc->dhcp_hosts, rp->servers, rp->n_servers) < 0) {

@@ -56,6 +56,9 @@ struct reconcile {
         size_t n_running_on;
         const char *dhcp_hosts;          /* the dnsmasq hosts file to keep current, or NULL */
         bool dhcp_dirty, dhcp_inflight;
+        Lsc__Transition **tx;            /* state changes waiting for the next batch */
+        size_t n_tx, cap_tx;
+        bool tx_inflight;                /* a batch is at the store */
 };
 
 int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);
@@ -63,6 +66,8 @@ void reconcile_fini(struct reconcile *rc);
 
 /* The loop calls these. */
 void reconcile_tick(struct loop *l, int64_t now_us);
+/* After each round of events: the state changes gathered go to the store as one batch. */
+void reconcile_flush(struct loop *l);
 /* A finished internal store job (load, bind, transition); takes the job. */
 void reconcile_job_done(struct loop *l, struct store_job *job);
 /* Servers a CLI request changed (start, stop, delete, edit): track them. */

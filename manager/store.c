@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <libpq-fe.h>
@@ -139,6 +140,7 @@ enum stmt {
         ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
+        ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS,
         /* placement groups */
         ST_GROUP_BY_NAME, ST_GROUP_BY_ID, ST_GROUP_LIST, ST_GROUP_INSERT, ST_GROUP_LOCK,
         ST_GROUP_DELETE, ST_GROUP_ID_SHARE, ST_SERVER_SET_GROUP, ST_EVENT_GROUP,
@@ -336,6 +338,58 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " FROM old WHERE s.uuid = old.uuid"
                 " RETURNING coalesce(old.host_id, 0), old.vcpus, old.memory_mib, old.disk_gib,"
                 "  coalesce((SELECT name FROM hosts WHERE id = old.host_id), '')"),
+        /* many servers' state changes in one statement: each only at its generation and
+         * from its states (a comma-separated list); capacity given back per host; one
+         * event each, the first carrying the request id */
+        S(ST_TRANSITIONS, true,
+                "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
+                "                                $6::boolean[], $7::boolean[], $8::text[])"
+                "           AS r(uuid, gen, from_states, to_state, reason, release, failure, kind)),"
+                " old AS (SELECT s.uuid, s.host_id, s.vcpus, s.memory_mib, s.disk_gib, r.to_state, r.reason,"
+                "                r.release, r.failure, r.kind"
+                "         FROM servers s JOIN r ON s.uuid = r.uuid"
+                "         WHERE s.generation = r.gen AND s.state = ANY(string_to_array(r.from_states, ','))"
+                "         FOR UPDATE OF s),"
+                " upd AS (UPDATE servers s SET"
+                "          state = CASE WHEN old.failure AND s.failures + 1 >= 3 THEN 'failed' ELSE old.to_state END,"
+                "          reason = old.reason,"
+                "          failures = s.failures + CASE WHEN old.failure THEN 1 ELSE 0 END,"
+                "          host_id = CASE WHEN old.release THEN NULL ELSE s.host_id END, updated_at = now(),"
+                "          migrate_from = CASE WHEN old.to_state IN ('running', 'defined') THEN NULL"
+                "                         ELSE s.migrate_from END,"
+                "          migrate_to = CASE WHEN old.to_state IN ('running', 'defined') THEN NULL"
+                "                       ELSE s.migrate_to END"
+                "         FROM old WHERE s.uuid = old.uuid"
+                "         RETURNING s.uuid, s.name, s.state, s.generation, s.reason, s.migrate_from,"
+                "                   old.host_id, old.vcpus, old.memory_mib, old.disk_gib, old.release, old.kind),"
+                " rel AS (UPDATE hosts h SET used_vcpus = greatest(h.used_vcpus - x.v, 0),"
+                "          used_memory_mib = greatest(h.used_memory_mib - x.m, 0),"
+                "          used_disk_gib = greatest(h.used_disk_gib - x.d, 0), updated_at = now()"
+                "         FROM (SELECT host_id, sum(vcpus)::integer AS v, sum(memory_mib)::bigint AS m,"
+                "                      sum(disk_gib)::bigint AS d"
+                "               FROM upd WHERE release AND host_id IS NOT NULL GROUP BY host_id) x"
+                "         WHERE h.id = x.host_id)"
+                " INSERT INTO events (actor, kind, server_uuid, server_name, host_name, request_id, detail)"
+                " SELECT $9, u.kind, u.uuid, u.name, h.name,"
+                "  CASE WHEN row_number() OVER () = 1 THEN $10::uuid END,"
+                "  jsonb_build_object('state', u.state, 'generation', u.generation, 'host', h.name,"
+                "                     'reason', u.reason)"
+                "  || CASE WHEN u.migrate_from IS NULL THEN '{}'::jsonb"
+                "          ELSE jsonb_build_object('from', u.migrate_from) END"
+                " FROM upd u LEFT JOIN hosts h ON h.id = u.host_id"
+                " RETURNING server_uuid::text"),
+        /* start, many at once: the servers named (or with these UUIDs), locked */
+        S(ST_SERVERS_LOCK_REFS, true,
+                "SELECT s.uuid::text, s.name, s.state FROM servers s"
+                " WHERE s.name = ANY($1::text[]) OR s.uuid = ANY($2::uuid[]) ORDER BY s.uuid FOR UPDATE"),
+        /* defined or failed -> pending; anything on its way up stays as it is */
+        S(ST_SERVERS_START, false,
+                "UPDATE servers SET desired = 'running',"
+                " state = CASE WHEN state IN ('defined', 'failed') THEN 'pending' ELSE state END,"
+                " reason = CASE WHEN state IN ('defined', 'failed') THEN 'waiting for a host' ELSE '' END,"
+                " failures = CASE WHEN state IN ('defined', 'failed') THEN 0 ELSE failures END,"
+                " updated_at = now()"
+                " WHERE uuid = ANY($1::uuid[])"),
         S(ST_HOST_RELEASE, false,
                 "UPDATE hosts SET used_vcpus = greatest(used_vcpus - $2::integer, 0),"
                 " used_memory_mib = greatest(used_memory_mib - $3::bigint, 0),"
@@ -1294,8 +1348,6 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->server_get ? o->req->server_get->ref : NULL, "server");
         case LSC__REQUEST__OP_HOST_GET:
                 return check_ref(o->req->host_get ? o->req->host_get->ref : NULL, "host");
-        case LSC__REQUEST__OP_SERVER_START:
-                return check_ref(o->req->server_start ? o->req->server_start->ref : NULL, "server");
         case LSC__REQUEST__OP_SERVER_STOP:
                 return check_ref(o->req->server_stop ? o->req->server_stop->ref : NULL, "server");
         case LSC__REQUEST__OP_SERVER_MIGRATE:
@@ -1910,28 +1962,92 @@ static const char *one_uuid(struct op *o)
         return array_literal(&o->in, v, 1);
 }
 
-/* start: defined or failed -> pending; anything on its way up stays as it is. */
-static int op_server_start(struct op *o)
+#define START_REFS_MAX 1000
+
+static int check_server_start(struct op *o)
 {
-        _cleanup_pgres_ PGresult *cur = NULL;
-        const char *state, *uuids;
+        const Lsc__ServerStart *st = o->req->server_start;
+        size_t n;
         int r;
 
-        if ((r = server_lock(o, o->req->server_start->ref, &cur)) < 0)
+        if (!st)
+                return check_ref(NULL, "server");
+        n = st->n_refs + (st->ref && st->ref[0] ? 1 : 0);
+        if (n == 0)
+                return check_ref(NULL, "server");
+        if (n > START_REFS_MAX)
+                return lsc_err_set(-EINVAL, "at most %d servers per start request, not %zu", START_REFS_MAX, n);
+        if (st->ref && st->ref[0] && (r = check_ref(st->ref, "server")) < 0)
                 return r;
-        if (!(uuids = one_uuid(o)))
+        for (size_t i = 0; i < st->n_refs; i++)
+                if ((r = check_ref(st->refs[i], "server")) < 0)
+                        return r;
+        return 0;
+}
+
+/* The row of rows that ref names: by UUID first when it is one, then by name; -1. */
+static int ref_row(const PGresult *rows, const char *ref)
+{
+        uuid_t u;
+
+        if (uuid_parse(ref, u) == 0)
+                for (int i = 0; i < PQntuples(rows); i++)
+                        if (!strcasecmp(PQgetvalue(rows, i, 0), ref))
+                                return i;
+        for (int i = 0; i < PQntuples(rows); i++)
+                if (!strcmp(PQgetvalue(rows, i, 1), ref))
+                        return i;
+        return -1;
+}
+
+/* start, of one server or many in one transaction: defined or failed -> pending;
+ * anything on its way up stays as it is. One unknown name, or a server that is lost
+ * or being fenced, refuses the whole request. */
+static int op_server_start(struct op *o)
+{
+        _cleanup_pgres_ PGresult *rows = NULL;
+        const Lsc__ServerStart *st = o->req->server_start;
+        size_t n = 0, nu = 0, cap = st->n_refs + 1;
+        const char **refs = bag_alloc(&o->in, cap * sizeof(char *)),
+                   **urefs = bag_alloc(&o->in, cap * sizeof(char *)),
+                   **uuids = bag_alloc(&o->in, cap * sizeof(char *));
+        const char *all, *ulit;
+        char shown[LSC_SHOW_BUF];
+        uuid_t u;
+        int r;
+
+        if (!refs || !urefs || !uuids)
                 return lsc_err_set(-ENOMEM, "out of memory");
-        state = PQgetvalue(cur, 0, 3);
-        if (!strcmp(state, "defined") || !strcmp(state, "failed"))
-                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, "running", "pending", "waiting for a host", "true");
-        else if (!strcmp(state, "lost") || !strcmp(state, "fencing"))
-                return lsc_err_set(-EBUSY, "server %s is %s: it comes back by itself once its host is fenced",
-                                   PQgetvalue(cur, 0, 1), state);
-        else    /* pending, binding, running: already on its way; stopping: comes back up */
-                r = Q(o->c, ST_SERVER_SET_STATE, NULL, o->uuid, "running", state, "", "false");
-        if (r < 0 || (r = event_state(o, "server.start", uuids, NULL)) < 0)
+        if (st->ref && st->ref[0])
+                refs[n++] = st->ref;
+        for (size_t i = 0; i < st->n_refs; i++)
+                refs[n++] = st->refs[i];
+        for (size_t i = 0; i < n; i++)
+                if (uuid_parse(refs[i], u) == 0)
+                        urefs[nu++] = refs[i];
+        if (!(all = array_literal(&o->in, refs, n)) || !(ulit = array_literal(&o->in, urefs, nu)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_SERVERS_LOCK_REFS, &rows, all, ulit)) < 0)
                 return r;
-        return reply_servers_by_uuids(o, uuids);
+        for (size_t i = 0; i < n; i++) {
+                int row = ref_row(rows, refs[i]);
+                const char *state;
+
+                if (row < 0)
+                        return lsc_err_set(-ENOENT, "server %s not found", show(refs[i], shown));
+                state = PQgetvalue(rows, row, 2);
+                if (!strcmp(state, "lost") || !strcmp(state, "fencing"))
+                        return lsc_err_set(-EBUSY, "server %s is %s: it comes back by itself once its host "
+                                           "is fenced", PQgetvalue(rows, row, 1), state);
+                uuids[i] = PQgetvalue(rows, row, 0);
+        }
+        snprintf(o->uuid, sizeof(o->uuid), "%s", uuids[0]);
+        if (!(all = array_literal(&o->in, uuids, n)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_SERVERS_START, NULL, all)) < 0 ||
+            (r = event_state(o, "server.start", all, NULL)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, all);
 }
 
 /* stop (and delete of a bound server): pending -> defined at once; binding and
@@ -2107,22 +2223,123 @@ static int op_bind(struct op *o)
         return 0;
 }
 
-static int check_transition(struct op *o)
+static const char *const server_states[] = { "defined", "pending", "binding", "running", "stopping",
+                                             "lost", "fencing", "failed", "deleted" };
+
+static bool server_state_known(const char *state)
 {
-        static const char *const states[] = { "defined", "pending", "binding", "running", "stopping",
-                                              "lost", "fencing", "failed", "deleted" };
-        const Lsc__Transition *t = o->req->transition;
-        bool known = false;
+        for (size_t i = 0; state && i < ARRAY_SIZE(server_states); i++)
+                if (!strcmp(server_states[i], state))
+                        return true;
+        return false;
+}
+
+static int transition_check(const Lsc__Transition *t)
+{
         uuid_t u;
 
         if (!t || !t->uuid || uuid_parse(t->uuid, u) != 0 || !t->to || !t->kind || t->n_from == 0)
                 return lsc_err_set(-EINVAL, "malformed transition");
-        for (size_t i = 0; i < ARRAY_SIZE(states); i++)
-                known |= !strcmp(states[i], t->to);
-        if (!known)
+        if (!server_state_known(t->to))
                 return lsc_err_set(-EINVAL, "transition to an unknown state");
+        for (size_t i = 0; i < t->n_from; i++)
+                if (!server_state_known(t->from[i]))
+                        return lsc_err_set(-EINVAL, "transition from an unknown state");
+        return 0;
+}
+
+static int check_transition(struct op *o)
+{
+        const Lsc__Transition *t = o->req->transition;
+        int r;
+
+        if ((r = transition_check(t)) < 0)
+                return r;
         snprintf(o->uuid, sizeof(o->uuid), "%s", t->uuid);
         return 0;
+}
+
+#define TRANSITIONS_MAX 5000
+
+static int uuid_cmp(const void *a, const void *b)
+{
+        return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int check_transitions(struct op *o)
+{
+        const Lsc__Transitions *t = o->req->transitions;
+        const char **v;
+        int r;
+
+        if (!t || t->n_items == 0 || t->n_items > TRANSITIONS_MAX)
+                return lsc_err_set(-EINVAL, "a transition batch holds 1-%d transitions", TRANSITIONS_MAX);
+        for (size_t i = 0; i < t->n_items; i++) {
+                if ((r = transition_check(t->items[i])) < 0)
+                        return r;
+                if (!strcmp(t->items[i]->to, "deleted"))
+                        return lsc_err_set(-EINVAL, "a deletion is a transition of its own");
+        }
+        if (!(v = bag_alloc(&o->in, t->n_items * sizeof(*v))))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < t->n_items; i++)
+                v[i] = t->items[i]->uuid;
+        qsort(v, t->n_items, sizeof(*v), uuid_cmp);
+        for (size_t i = 1; i < t->n_items; i++)
+                if (!uuid_cmp(&v[i - 1], &v[i]))
+                        return lsc_err_set(-EINVAL, "server %s appears twice in one transition batch", v[i]);
+        return 0;
+}
+
+/* Many state changes, set-based (ST_TRANSITIONS); stale ones change nothing. The
+ * reply carries every server of the batch as it is now. */
+static int op_transitions(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        const Lsc__Transitions *t = o->req->transitions;
+        size_t n = t->n_items;
+        const char **uuids = bag_alloc(&o->in, n * sizeof(char *)), **gens = bag_alloc(&o->in, n * sizeof(char *)),
+                   **from = bag_alloc(&o->in, n * sizeof(char *)), **to = bag_alloc(&o->in, n * sizeof(char *)),
+                   **why = bag_alloc(&o->in, n * sizeof(char *)), **rel = bag_alloc(&o->in, n * sizeof(char *)),
+                   **fail = bag_alloc(&o->in, n * sizeof(char *)), **kind = bag_alloc(&o->in, n * sizeof(char *));
+        const char *all;
+        int r;
+
+        if (!uuids || !gens || !from || !to || !why || !rel || !fail || !kind)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                const Lsc__Transition *x = t->items[i];
+                size_t len = 1;
+                char *g = bag_alloc(&o->in, 24), *f;
+
+                for (size_t k = 0; k < x->n_from; k++)
+                        len += strlen(x->from[k]) + 1;
+                if (!g || !(f = bag_alloc(&o->in, len)))
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                f[0] = '\0';
+                for (size_t k = 0; k < x->n_from; k++) {
+                        if (k)
+                                strcat(f, ",");
+                        strcat(f, x->from[k]);
+                }
+                u64s(g, 24, x->generation);
+                uuids[i] = x->uuid;
+                gens[i] = g;
+                from[i] = f;
+                to[i] = x->to;
+                why[i] = x->reason ? x->reason : "";
+                rel[i] = x->release ? "t" : "f";
+                fail[i] = x->failure ? "t" : "f";
+                kind[i] = x->kind;
+        }
+        if (!(all = array_literal(&o->in, uuids, n)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_TRANSITIONS, &res, all, array_literal(&o->in, gens, n),
+                   array_literal(&o->in, from, n), array_literal(&o->in, to, n), array_literal(&o->in, why, n),
+                   array_literal(&o->in, rel, n), array_literal(&o->in, fail, n),
+                   array_literal(&o->in, kind, n), o->actor, o->request_id)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, all);
 }
 
 /* One server's state change at generation g from the given states; a stale one
@@ -2504,11 +2721,12 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_EVENT_LIST, check_event_list, op_event_list, NULL, false },
         { LSC__REQUEST__OP_PING, NULL, NULL, NULL, false },
         { LSC__REQUEST__OP_HOST_REGISTER, check_host_register, op_host_register, NULL, true },
-        { LSC__REQUEST__OP_SERVER_START, check_ref_op, op_server_start, NULL, true },
+        { LSC__REQUEST__OP_SERVER_START, check_server_start, op_server_start, NULL, true },
         { LSC__REQUEST__OP_SERVER_STOP, check_ref_op, op_server_stop, NULL, true },
         { LSC__REQUEST__OP_SERVER_MIGRATE, check_ref_op, op_server_migrate, NULL, true },
         { LSC__REQUEST__OP_BIND, check_bind, op_bind, NULL, true },
         { LSC__REQUEST__OP_TRANSITION, check_transition, op_transition, NULL, true },
+        { LSC__REQUEST__OP_TRANSITIONS, check_transitions, op_transitions, NULL, true },
         { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },
         { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
         { LSC__REQUEST__OP_HOST_LIST, NULL, op_host_list, NULL, false },

@@ -104,6 +104,10 @@ bad 1 server show nosuch
 bad 1 server show 00000000-0000-4000-8000-000000000000
 bad 1 server delete nosuch
 bad 1 server edit nosuch --vcpus 2
+# several at once: all or nothing (web1 exists and stays defined)
+bad 1 server start web1 nosuch
+bad 2 server start web1 Bad_Name
+bad 2 server start web1 nosuch --dry-run
 
 # everything above left the database as it was; a good command still works
 expect_exit 0 lsc server create web2 "${ok[@]}" --pool net1

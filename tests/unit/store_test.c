@@ -1514,6 +1514,168 @@ static void transitions_apply_only_at_their_generation_and_give_capacity_back(vo
         assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 0);
 }
 
+static struct store_job *start_many(struct fx *f, const char *const *refs, size_t n)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerStart st = LSC__SERVER_START__INIT;
+
+        st.refs = (char **)refs;
+        st.n_refs = n;
+        r.op_case = LSC__REQUEST__OP_SERVER_START;
+        r.server_start = &st;
+        return run_on(f->c, &r);
+}
+
+static void start_of_many_servers_is_all_or_nothing(void **state)
+{
+        struct fx *f = *state;
+        char name[16], uuid2[37];
+        const char *refs[3] = { "s0", "s1", uuid2 };
+        const char *bad[3] = { "s3", "nosuch", "s4" };
+        const char **many = calloc(1001, sizeof(char *));
+        struct store_job *job;
+        struct counts before, after;
+
+        for (int i = 0; i < 5; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                create_ok(f, name, NULL, NULL, NULL);
+        }
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "s2");
+        snprintf(uuid2, sizeof(uuid2), "%s", only_server(job)->uuid);
+        store_job_free(job);
+        /* by name and by UUID, in one transaction; the reply has them all */
+        job = start_many(f, refs, 3);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_servers, 3);
+        for (size_t i = 0; i < 3; i++)
+                assert_string_equal(job->reply->servers[i]->state, "pending");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'pending'"
+                                          " AND desired = 'running'"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.start'"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(DISTINCT request_id) FROM events"
+                                          " WHERE kind = 'server.start'"), 1);
+        /* started again with a new one: the pending stay pending, one more event each */
+        refs[2] = "s3";
+        job = start_many(f, refs, 3);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'pending'"), 4);
+        /* one unknown name: nothing changes at all */
+        before = counts_of(f);
+        job = start_many(f, bad, 3);
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "server nosuch not found");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 's4'"
+                                          " AND state = 'defined'"), 1);
+        /* a malformed name or too many: refused before any SQL */
+        bad[1] = "Bad_Name";
+        job = start_many(f, bad, 3);
+        expect(job, LSC__STATUS__ERR_INVALID, "no server can be called");
+        store_job_free(job);
+        for (int i = 0; i < 1001; i++)
+                many[i] = "s4";
+        job = start_many(f, many, 1001);
+        expect(job, LSC__STATUS__ERR_INVALID, "at most 1000 servers per start request");
+        store_job_free(job);
+        free(many);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 's4'"
+                                          " AND state = 'defined'"), 1);
+}
+
+static struct store_job *transitions_op(struct fx *f, size_t n, const char *const *uuids, const uint64_t *gens,
+                                     const char *const *to, const bool *release, const bool *failure)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Transitions tr = LSC__TRANSITIONS__INIT;
+        Lsc__Transition t[8], *tp[8];
+        char *fr[1] = { "binding" };
+
+        assert_true(n <= 8);
+        for (size_t i = 0; i < n; i++) {
+                lsc__transition__init(&t[i]);
+                t[i].uuid = (char *)uuids[i];
+                t[i].has_generation = t[i].has_release = t[i].has_failure = 1;
+                t[i].generation = gens[i];
+                t[i].from = fr;
+                t[i].n_from = 1;
+                t[i].to = (char *)to[i];
+                t[i].kind = "server.test";
+                t[i].reason = "batched \"reason\", with a comma";
+                t[i].release = release[i];
+                t[i].failure = failure[i];
+                tp[i] = &t[i];
+        }
+        tr.items = tp;
+        tr.n_items = n;
+        r.op_case = LSC__REQUEST__OP_TRANSITIONS;
+        r.transitions = &tr;
+        return run_on(f->c, &r);
+}
+
+static void transition_batch_checks_each_generation_and_gives_capacity_back(void **state)
+{
+        struct fx *f = *state;
+        char uuids[4][37], name[16];
+        uint64_t gens[4];
+        const char *hosts[4] = { "h1", "h1", "h2", "h2" };
+        const char *u[4], *to[4] = { "running", "running", "pending", "pending" };
+        bool rel[4] = { false, false, true, true }, fail[4] = { false, false, true, false };
+        struct store_job *job;
+        struct counts before, after;
+
+        register_host(f, "h1", 8, 100000);
+        register_host(f, "h2", 8, 100000);
+        for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                create_ok(f, name, NULL, NULL, NULL);
+                start_ok(f, name, uuids[i], &gens[i]);
+                u[i] = uuids[i];
+        }
+        store_job_free(bind_op(f, 4, uuids, gens, hosts));
+        for (int i = 0; i < 4; i++)
+                gens[i]++;
+        gens[1] = 0;                     /* stale: changes nothing */
+        job = transitions_op(f, 4, u, gens, to, rel, fail);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_servers, 4);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 's0' AND state = 'running'"
+                                          " AND reason = 'batched \"reason\", with a comma'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 's1'"
+                                          " AND state = 'binding'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name IN ('s2', 's3')"
+                                          " AND state = 'pending' AND host_id IS NULL"), 2);
+        assert_int_equal(sql_count(f->pg, "SELECT failures FROM servers WHERE name = 's2'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT failures FROM servers WHERE name = 's3'"), 0);
+        /* capacity: h1 keeps both of its servers, h2 has both back */
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 4);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h2'"), 0);
+        /* one event per change that happened, naming the host it was on */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.test'"), 3);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.test'"
+                                          " AND request_id IS NOT NULL"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.test'"
+                                          " AND host_name = 'h2' AND detail->>'state' = 'pending'"), 2);
+        /* the same batch again: every item is stale now, nothing changes */
+        before = counts_of(f);
+        gens[1] = 1;
+        to[1] = "deleted";
+        job = transitions_op(f, 4, u, gens, to, rel, fail);
+        expect(job, LSC__STATUS__ERR_INVALID, "a deletion is a transition of its own");
+        store_job_free(job);
+        to[1] = "running";
+        u[1] = u[0];
+        job = transitions_op(f, 4, u, gens, to, rel, fail);
+        expect(job, LSC__STATUS__ERR_INVALID, "appears twice");
+        store_job_free(job);
+        after = counts_of(f);
+        same_counts(&before, &after);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 4);
+}
+
 static struct store_job *thread_wait(struct store *s, int *ret_fatal, int timeout_ms)
 {
         int64_t end = lsc_now_us() + (int64_t)timeout_ms * 1000;
@@ -1979,6 +2141,8 @@ int main(void)
                 T(bind_commits_what_fits_and_never_overbooks),
                 T(bind_at_a_stale_generation_changes_nothing),
                 T(transitions_apply_only_at_their_generation_and_give_capacity_back),
+                T(start_of_many_servers_is_all_or_nothing),
+                T(transition_batch_checks_each_generation_and_gives_capacity_back),
                 T(mac_auto_allocation_keeps_the_prefix),
                 T(events_are_written_with_each_change),
                 T(concurrent_creates_never_share_an_ip),
