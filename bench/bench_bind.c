@@ -42,7 +42,10 @@
 #define IDENTITIES_DEFAULT 100000
 #define NAIVE_DEFAULT 10000
 #define BEAT_MS_DEFAULT 1000
-#define WINDOW_DEFAULT 256               /* start requests in flight */
+#define WINDOW_CHUNKS 4                  /* start requests in flight, many servers each */
+#define WINDOW_SINGLE 256                /* ... one server each */
+#define CHUNK_DEFAULT 500                /* servers per start request (lsc server start A B ...) */
+#define CHUNK_MAX 1000                   /* lscd's limit per start request */
 #define PER_SIM_MAX 5000                 /* hosts per simulator process */
 #define SIMS_MAX 64
 #define CONNECT_RATE 2000                /* new agent connections per second, all simulators */
@@ -55,7 +58,7 @@
 #define ID_DISK_GIB 10
 
 struct opts {
-        uint64_t hosts, identities, naive, beat_ms, window, per_sim;
+        uint64_t hosts, identities, naive, beat_ms, window, per_sim, chunk;
         bool keep;
 };
 
@@ -1330,9 +1333,12 @@ static void cpu_sample(struct cpu *c)
 static int run_bind(struct run *rn)
 {
         int64_t *t_start = calloc(rn->n, sizeof(int64_t)), *t_ack = calloc(rn->n, sizeof(int64_t));
-        uint32_t *retry = calloc(B.o.window + 1, sizeof(uint32_t));
         int64_t exec_at, loaded_at, t0 = 0, t_conn, last_progress, last_print = 0;
         uint64_t next = 0, done = 0, inflight = 0, r_head = 0, r_tail = 0;
+        /* the naive run starts one server per request, as one `lsc server start` each */
+        const uint64_t chunk = rn->bind_batch == 1 ? 1 : B.o.chunk;
+        const uint64_t window = B.o.window ? B.o.window : chunk == 1 ? WINDOW_SINGLE : WINDOW_CHUNKS;
+        uint32_t *retry = calloc(window + 1, sizeof(uint32_t));
         long seen_inst = -1, seen_reports = -1, running = 0, log_off = 0, flaps = 0;
         uint8_t *host_state = calloc(B.o.hosts, 1);
         uint32_t vcpus;
@@ -1452,8 +1458,8 @@ static int run_bind(struct run *rn)
         /* start them all, as fast as lscd takes start requests */
         pg_stats_read(rn->db, &s0);
         cpu_sample(&c0);
-        say("%s: starting %llu servers (%llu start requests in flight at most)", rn->label,
-            (unsigned long long)rn->n, (unsigned long long)B.o.window);
+        say("%s: starting %llu servers (%llu per request, %llu requests in flight at most)", rn->label,
+            (unsigned long long)rn->n, (unsigned long long)chunk, (unsigned long long)window);
         last_progress = mono_us();
         t0 = wall_us();
         while (done < rn->n) {
@@ -1463,24 +1469,29 @@ static int run_bind(struct run *rn)
                         r = -EINTR;
                         goto out;
                 }
-                while (inflight < B.o.window) {
+                while (inflight < window) {
                         Lsc__Request req = LSC__REQUEST__INIT;
                         Lsc__ServerStart st = LSC__SERVER_START__INIT;
-                        char name[32];
-                        uint64_t idx;
+                        char names[CHUNK_MAX][24], *refs[CHUNK_MAX];
+                        uint64_t idx, k;
 
                         if (r_head != r_tail)
-                                idx = retry[r_head++ % (B.o.window + 1)];
+                                idx = retry[r_head++ % (window + 1)];
                         else if (next < rn->n)
-                                idx = next++;
+                                idx = next, next += chunk;
                         else
                                 break;
-                        snprintf(name, sizeof(name), "s%07llu", (unsigned long long)idx + 1);
-                        st.ref = name;
+                        /* servers idx .. idx + k - 1 in one request, seq = idx + 1 */
+                        for (k = 0; k < chunk && idx + k < rn->n; k++) {
+                                snprintf(names[k], sizeof(names[k]), "s%07llu", (unsigned long long)(idx + k + 1));
+                                refs[k] = names[k];
+                                if (!t_start[idx + k])
+                                        t_start[idx + k] = wall_us();
+                        }
+                        st.refs = refs;
+                        st.n_refs = k;
                         req.op_case = LSC__REQUEST__OP_SERVER_START;
                         req.server_start = &st;
-                        if (!t_start[idx])
-                                t_start[idx] = wall_us();
                         if ((r = cli_send(cli, &req, idx + 1)) < 0)
                                 goto out;
                         inflight++;
@@ -1512,13 +1523,14 @@ static int run_bind(struct run *rn)
                         idx = env->seq - 1;
                         inflight--;
                         if (env->reply->status == LSC__STATUS__OK) {
-                                t_ack[idx] = wall_us();
-                                done++;
+                                int64_t now = wall_us();
+                                for (uint64_t k = 0; k < chunk && idx + k < rn->n; k++, done++)
+                                        t_ack[idx + k] = now;
                                 last_progress = mono_us();
                         } else if (env->reply->status == LSC__STATUS__ERR_UNAVAILABLE) {
                                 /* "lscd is busy": its store queue is full; ask again */
                                 rn->busy++;
-                                retry[r_tail++ % (B.o.window + 1)] = (uint32_t)idx;
+                                retry[r_tail++ % (window + 1)] = (uint32_t)idx;
                         } else {
                                 r = lsc_err_set(-EIO, "start s%07llu refused: %s", (unsigned long long)idx + 1,
                                                 env->reply->error ? env->reply->error : "?");
@@ -1741,6 +1753,7 @@ static int parse(int argc, char **argv, struct opts *o)
                               : !strcmp(argv[i], "--naive-identities") ? &o->naive
                               : !strcmp(argv[i], "--beat-ms") ? &o->beat_ms
                               : !strcmp(argv[i], "--window") ? &o->window
+                              : !strcmp(argv[i], "--start-chunk") ? &o->chunk
                               : !strcmp(argv[i], "--hosts-per-process") ? &o->per_sim : NULL;
 
                 if (!strcmp(argv[i], "--keep")) {
@@ -1749,7 +1762,7 @@ static int parse(int argc, char **argv, struct opts *o)
                 }
                 if (!strcmp(argv[i], "--help")) {
                         printf("Usage: bench-bind [--hosts N] [--identities N] [--naive-identities N] [--keep]\n"
-                               "                  [--beat-ms N] [--window N] [--hosts-per-process N]\n"
+                               "                  [--beat-ms N] [--window N] [--start-chunk N] [--hosts-per-process N]\n"
                                "Binds N identities to H simulated CurveZMQ agents through a real lscd and a\n"
                                "private durable PostgreSQL; see docs/performance.md. --naive-identities 0\n"
                                "skips the one-transaction-per-binding run (default min(N, %d)).\n", NAIVE_DEFAULT);
@@ -1769,10 +1782,12 @@ static int parse(int argc, char **argv, struct opts *o)
         if (!naive_set)
                 o->naive = o->identities < NAIVE_DEFAULT ? o->identities : NAIVE_DEFAULT;
         if (o->hosts < 1 || o->hosts > 99999 || o->identities < 1 || o->identities > 9999999 ||
-            o->naive > 9999999 || o->beat_ms < 100 || o->beat_ms > 2500 || o->window < 1 ||
-            o->window > 100000 || o->per_sim < 1) {
+            o->naive > 9999999 || o->beat_ms < 100 || o->beat_ms > 2500 || o->window > 100000 ||
+            o->per_sim < 1 || o->chunk < 1 || o->chunk > CHUNK_MAX) {
                 fprintf(stderr, "bench-bind: --hosts 1-99999, --identities 1-9999999, --beat-ms 100-2500 "
-                                "(lscd calls a host suspect after 3 s without a beat)\n");
+                                "(lscd calls a host suspect after 3 s without a beat), --window 0-100000 "
+                                "(0: %d requests of many servers, %d of one), --start-chunk 1-%d\n",
+                        WINDOW_CHUNKS, WINDOW_SINGLE, CHUNK_MAX);
                 return -EINVAL;
         }
         return 0;
@@ -1837,7 +1852,7 @@ int main(int argc, char **argv)
         double rss_per_id = NAN, rss_per_id_hosts = NAN;
 
         B.o = (struct opts){ .hosts = HOSTS_DEFAULT, .identities = IDENTITIES_DEFAULT, .beat_ms = BEAT_MS_DEFAULT,
-                             .window = WINDOW_DEFAULT, .per_sim = PER_SIM_MAX };
+                             .window = 0, .chunk = CHUNK_DEFAULT, .per_sim = PER_SIM_MAX };
         if (parse(argc, argv, &B.o) < 0)
                 return 2;
         main_run.n = B.o.identities;

@@ -408,7 +408,9 @@ void reconcile_flush(struct loop *l)
         struct reconcile *rc = &l->reconcile;
         Lsc__Request *req;
         Lsc__Transitions *tr;
-        size_t n = rc->n_tx < TX_BATCH ? rc->n_tx : TX_BATCH;
+        /* bench-bind: --bind-batch N caps transition batches too (1: one per transaction) */
+        size_t max = l->cfg.bind_batch > 0 ? (size_t)l->cfg.bind_batch : TX_BATCH;
+        size_t n = rc->n_tx < max ? rc->n_tx : max;
         struct reconcile_server **who;
 
         if (rc->tx_inflight || n == 0)
@@ -521,6 +523,12 @@ static void adopt(struct loop *l, Lsc__Server *sv)
                 lsc__server__free_unpacked(sv, NULL);
                 return;
         }
+        if (!sv->spec && (!s || !s->sv)) {
+                /* a state-only row (the reply of a bind or a transition batch) of a
+                 * server not tracked: nothing to merge it into */
+                lsc__server__free_unpacked(sv, NULL);
+                return;
+        }
         if (!s && !(s = track(rc, sv->uuid))) {
                 lsc__server__free_unpacked(sv, NULL);
                 return;
@@ -529,6 +537,16 @@ static void adopt(struct loop *l, Lsc__Server *sv)
         /* the view counts a server where the store says it is bound */
         if (s->applied && (!sv->host || !sv->host[0] || (s->sv && strcmp(s->sv->host, sv->host) != 0)))
                 view_unapply(rc, s);
+        if (!sv->spec) {
+                /* state-only: the identity is the one the record has (taken only now:
+                 * view_unapply above counts with the record's sizes) */
+                sv->spec = TAKE_PTR(s->sv->spec);
+                sv->group = TAKE_PTR(s->sv->group);
+                sv->has_created_at = s->sv->has_created_at;
+                sv->created_at = s->sv->created_at;
+                sv->has_expires_at = s->sv->has_expires_at;
+                sv->expires_at = s->sv->expires_at;
+        }
         if (s->sv)
                 lsc__server__free_unpacked(s->sv, NULL);
         s->sv = sv;

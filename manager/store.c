@@ -140,7 +140,7 @@ enum stmt {
         ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
-        ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS,
+        ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS, ST_SERVER_STATES,
         /* placement groups */
         ST_GROUP_BY_NAME, ST_GROUP_BY_ID, ST_GROUP_LIST, ST_GROUP_INSERT, ST_GROUP_LOCK,
         ST_GROUP_DELETE, ST_GROUP_ID_SHARE, ST_SERVER_SET_GROUP, ST_EVENT_GROUP,
@@ -378,6 +378,11 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "          ELSE jsonb_build_object('from', u.migrate_from) END"
                 " FROM upd u LEFT JOIN hosts h ON h.id = u.host_id"
                 " RETURNING server_uuid::text"),
+        /* what lscd's loop needs back from a bind or a transition batch: the state only */
+        S(ST_SERVER_STATES, true,
+                "SELECT s.uuid::text, s.desired, s.state, coalesce(h.name, ''), s.generation, s.reason,"
+                " s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')"
+                " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($1::uuid[])"),
         /* start, many at once: the servers named (or with these UUIDs), locked */
         S(ST_SERVERS_LOCK_REFS, true,
                 "SELECT s.uuid::text, s.name, s.state FROM servers s"
@@ -1956,6 +1961,45 @@ static int reply_servers_by_uuids(struct op *o, const char *uuids)
         return reply_servers(o, res);
 }
 
+/* Rows with the state only (no spec): the replies of bind and transition batches,
+ * which only lscd's loop reads and which it merges into the rows it has. Building
+ * the whole row costs six subqueries per server. */
+static int reply_states_by_uuids(struct op *o, const char *uuids)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        struct bag *b = &o->out;
+        int r, n;
+
+        if ((r = Q(o->c, ST_SERVER_STATES, &res, uuids)) < 0)
+                return r;
+        n = PQntuples(res);
+        if (!(o->reply.servers = bag_alloc(b, (size_t)(n ? n : 1) * sizeof(*o->reply.servers))))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < n; i++) {
+                Lsc__Server *sv = bag_alloc(b, sizeof(*sv));
+                if (!sv)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                lsc__server__init(sv);
+#define COL(c) bag_strdup(b, PQgetvalue(res, i, (c)))
+                sv->uuid = COL(0);
+                sv->desired = COL(1);
+                sv->state = COL(2);
+                sv->host = COL(3);
+                sv->has_generation = sv->has_failures = 1;
+                sv->generation = (uint64_t)col_i64(res, i, 4);
+                sv->reason = COL(5);
+                sv->failures = (uint32_t)col_i64(res, i, 6);
+                sv->migrate_from = COL(7);
+                sv->migrate_to = COL(8);
+#undef COL
+                if (!sv->uuid || !sv->desired || !sv->state || !sv->host || !sv->reason || !sv->migrate_from ||
+                    !sv->migrate_to)
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                o->reply.servers[o->reply.n_servers++] = sv;
+        }
+        return 0;
+}
+
 static const char *one_uuid(struct op *o)
 {
         const char *v[] = { o->uuid };
@@ -2203,7 +2247,7 @@ static int op_bind(struct op *o)
                 r = event_state(o, "server.binding", array_literal(&o->in, done, ndone), NULL);
         else
                 r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "bind.refused", NULL, o->request_id, "{}");
-        if (r < 0 || (r = reply_servers_by_uuids(o, all)) < 0)
+        if (r < 0 || (r = reply_states_by_uuids(o, all)) < 0)
                 return r;
         /* refused: what this transaction did not bind (whatever state it is in now) */
         for (size_t i = 0; i < n; i++) {
@@ -2339,7 +2383,7 @@ static int op_transitions(struct op *o)
                    array_literal(&o->in, rel, n), array_literal(&o->in, fail, n),
                    array_literal(&o->in, kind, n), o->actor, o->request_id)) < 0)
                 return r;
-        return reply_servers_by_uuids(o, all);
+        return reply_states_by_uuids(o, all);
 }
 
 /* One server's state change at generation g from the given states; a stale one

@@ -32,7 +32,7 @@ pg_free_port() {
 
 # pg_start DIR [PORT]: creates (if needed) and starts a cluster in DIR; sets
 # PG_PORT, PG_DIR and PG_CONNINFO. DIR's parents must be traversable by the
-# cluster's user. fsync off unless PG_FSYNC=on.
+# cluster's user. fsync off unless PG_FSYNC=on; PG_OPTS adds server options ("-c k=v ...").
 pg_start() {
 	PG_DIR=$(pg_abspath "$1")
 	PG_PORT=${2:-$(pg_free_port)}
@@ -47,7 +47,7 @@ pg_start() {
 			cat "$PG_DIR.initdb.log" >&2; return 1; }
 	fi
 	pg_as_user "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=${PG_FSYNC:-off}" \
+		-o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=${PG_FSYNC:-off} ${PG_OPTS:-}" \
 		start >/dev/null || { tail -n 20 "$PG_DIR/server.log" >&2; return 1; }
 	PG_CONNINFO="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres connect_timeout=5"
 	export PG_PORT PG_DIR PG_CONNINFO

@@ -1759,13 +1759,13 @@ static void store_thread_reports_a_newer_schema_as_fatal(void **state)
 
         sql_ok(f->pg, "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL, "
                       "applied_at timestamptz NOT NULL DEFAULT now())");
-        sql_ok(f->pg, "INSERT INTO schema_version (version, name) VALUES (7, 'future')");
+        sql_ok(f->pg, "INSERT INTO schema_version (version, name) VALUES (9999, 'future')");
         assert_int_equal(store_new(zctx, &f->cfg, &s), 0);
         lsc_err_clear();
         got = thread_wait(s, &fatal, 10000);
         assert_null(got);
         assert_int_equal(fatal, 1);
-        assert_non_null(strstr(lsc_err_msg(-EPROTO), "database schema version 7 is newer than this lscd"));
+        assert_non_null(strstr(lsc_err_msg(-EPROTO), "database schema version 9999 is newer than this lscd"));
         assert_false(store_ready(s));
 
         ping.op_case = LSC__REQUEST__OP_PING;
