@@ -19,6 +19,7 @@
 #define CLI_EVENTS_LIMIT_MAX 10000u
 #define CLI_MAX_ADDRS 16                 /* --mac / --ip per server (lscd's limit too) */
 #define CLI_MAX_LABELS 64                /* --label / --unlabel per command */
+#define CLI_PAGE_SIZE_MAX 5000u          /* rows per list request (lscd's limit too) */
 
 enum cli_exit {
         CLI_EXIT_OK = 0,
@@ -41,6 +42,7 @@ enum {
         CLI_OPT_MANAGER = 0x100,
         CLI_OPT_TIMEOUT,
         CLI_OPT_JSON,
+        CLI_OPT_PAGE_SIZE,               /* list verbs only (cli_list_args) */
         CLI_OPT_VERB = 0x200,
 };
 
@@ -67,6 +69,9 @@ int cli_args(const char *topic, const char *verb, int argc, char *const argv[],
  * arguments remain (cli_args). 0, CLI_HELP_SHOWN or -errno. */
 int cli_plain_args(struct cli_opts *o, const char *topic, const char *verb, int argc, char **argv,
                    int want, const char *what);
+/* For list verbs: global options and --page-size N (0 in *ret_page_size when not
+ * given: lscd's default), no arguments. 0, CLI_HELP_SHOWN or -errno. */
+int cli_list_args(struct cli_opts *o, const char *topic, int argc, char **argv, uint32_t *ret_page_size);
 /* Prefixes the current error detail with "what: " (for messages that do not name it). */
 int cli_err_prefix(int r, const char *what);
 /* Dispatches argv[0] among verbs (argv[0] is the noun). */
@@ -89,6 +94,10 @@ static inline void cli_reply_freep(Lsc__Reply **r)
                 lsc__reply__free_unpacked(*r, NULL);
 }
 #define _cleanup_reply_ __attribute__((cleanup(cli_reply_freep)))
+/* A list request (server_list, host_list), page after page: asks again with *after
+ * (the list message's field, in req) = the reply's next until next is empty, and hands
+ * back one reply holding every page's servers and hosts in order. As cli_call else. */
+int cli_call_list(const struct cli_opts *o, Lsc__Request *req, char **after, Lsc__Reply **ret_reply);
 
 /* output.c */
 int cli_print_server(const struct cli_opts *o, const Lsc__Server *s);

@@ -19,8 +19,11 @@ void cli_host_help(FILE *f)
 "from the agents' heartbeats and live in lscd's memory.\n"
 "\n"
 "Verbs:\n"
-"  list  List hosts: NAME LIVENESS ADMIN HEALTHY DRIVER VCPUS MEMORY INSTANCES\n"
+"  list [--page-size N]\n"
+"        List hosts: NAME LIVENESS ADMIN HEALTHY DRIVER VCPUS MEMORY INSTANCES\n"
 "        (used/physical; allocatable is physical x the host's allocation ratio).\n"
+"        lsc asks lscd page by page (N rows each: 1-5000, default lscd's) and prints\n"
+"        one list.\n"
 "  show NAME|UUID\n"
 "        Show one host: capacity, what bindings use of it, labels, its instances,\n"
 "        session epoch and when lscd last heard from it.\n"
@@ -45,11 +48,12 @@ static int host_list(struct cli_opts *o, int argc, char **argv)
         Lsc__HostList list = LSC__HOST_LIST__INIT;
         int r;
 
-        if ((r = plain_args(o, "list", argc, argv, 0)) != 0)
+        if ((r = cli_list_args(o, TOPIC, argc, argv, &list.limit)) != 0)
                 return r;
+        list.has_limit = list.limit > 0;
         req.op_case = LSC__REQUEST__OP_HOST_LIST;
         req.host_list = &list;
-        if ((r = cli_call(o, &req, &reply)) < 0)
+        if ((r = cli_call_list(o, &req, &list.after, &reply)) < 0)
                 return r;
         return cli_print_hosts(o, reply->hosts, reply->n_hosts);
 }

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "log.h"
 #include "util.h"
+#include "validate.h"
 
 /* Set by cli_usage(): the topic whose --help the error message points to. */
 static const char *usage_topic;
@@ -143,6 +144,34 @@ int cli_plain_args(struct cli_opts *o, const char *topic, const char *verb, int 
                 if ((r = cli_opt_common(o, topic, c, argv, options)) != 0)
                         return r;
         return cli_args(topic, verb, argc, argv, want, what);
+}
+
+int cli_list_args(struct cli_opts *o, const char *topic, int argc, char **argv, uint32_t *ret_page_size)
+{
+        static const struct option options[] = {
+                { "page-size", required_argument, NULL, CLI_OPT_PAGE_SIZE },
+                CLI_OPTIONS_GLOBAL,
+                {}
+        };
+        uint64_t size = 0;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1) {
+                if (c == CLI_OPT_PAGE_SIZE) {
+                        if ((r = lsc_parse_u64("page size", optarg, &size)) < 0)
+                                return r;
+                        if (size < 1 || size > CLI_PAGE_SIZE_MAX)
+                                return lsc_err_set(-EINVAL, "--page-size %.32s out of range: 1-%u",
+                                                   optarg, CLI_PAGE_SIZE_MAX);
+                } else if ((r = cli_opt_common(o, topic, c, argv, options)) != 0) {
+                        return r;
+                }
+        }
+        if ((r = cli_args(topic, "list", argc, argv, 0, "nothing")) < 0)
+                return r;
+        *ret_page_size = (uint32_t)size;
+        return 0;
 }
 
 /* "--name" for a long option's value, "-c" for a short one. */

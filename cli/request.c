@@ -229,3 +229,74 @@ int cli_call(const struct cli_opts *o, Lsc__Request *req, Lsc__Reply **ret_reply
         *ret_reply = reply;
         return 0;
 }
+
+/* Moves src's rows to the end of dst's: unpacked messages own each row on its own
+ * (the system allocator), so pointers can change hands. */
+static int servers_append(Lsc__Reply *dst, Lsc__Reply *src)
+{
+        Lsc__Server **v;
+
+        if (!src->n_servers)
+                return 0;
+        v = realloc(dst->servers, (dst->n_servers + src->n_servers) * sizeof(*v));
+        if (!v)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        memcpy(v + dst->n_servers, src->servers, src->n_servers * sizeof(*v));
+        dst->servers = v;
+        dst->n_servers += src->n_servers;
+        src->n_servers = 0;
+        return 0;
+}
+
+static int hosts_append(Lsc__Reply *dst, Lsc__Reply *src)
+{
+        Lsc__Host **v;
+
+        if (!src->n_hosts)
+                return 0;
+        v = realloc(dst->hosts, (dst->n_hosts + src->n_hosts) * sizeof(*v));
+        if (!v)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        memcpy(v + dst->n_hosts, src->hosts, src->n_hosts * sizeof(*v));
+        dst->hosts = v;
+        dst->n_hosts += src->n_hosts;
+        src->n_hosts = 0;
+        return 0;
+}
+
+int cli_call_list(const struct cli_opts *o, Lsc__Request *req, char **after, Lsc__Reply **ret_reply)
+{
+        _cleanup_reply_ Lsc__Reply *all = NULL;
+        _cleanup_free_ char *cursor = NULL;
+        int r;
+
+        for (bool more = true; more;) {
+                _cleanup_reply_ Lsc__Reply *page = NULL;
+
+                *after = cursor;
+                r = cli_call(o, req, &page);
+                *after = NULL;
+                if (r < 0)
+                        return r;
+                more = page->next && page->next[0];
+                if (more) {
+                        /* a manager that does not move on would keep us here forever */
+                        if ((cursor && strcmp(page->next, cursor) == 0) ||
+                            (page->n_servers == 0 && page->n_hosts == 0))
+                                return lsc_err_set(-EBADMSG, "the manager sent a broken reply: "
+                                                   "the page after '%.64s' does not move on",
+                                                   cursor ? cursor : "");
+                        free(cursor);
+                        if (!(cursor = strdup(page->next)))
+                                return lsc_err_set(-ENOMEM, "out of memory");
+                }
+                if (!all)
+                        all = TAKE_PTR(page);
+                else if ((r = servers_append(all, page)) < 0 || (r = hosts_append(all, page)) < 0)
+                        return r;
+        }
+        free(all->next);
+        all->next = NULL;
+        *ret_reply = TAKE_PTR(all);
+        return 0;
+}

@@ -23,7 +23,9 @@ void cli_server_help(FILE *f)
 "        Define a server. lscd allocates its UUID, a locally administered MAC unless\n"
 "        --mac is given, and an IP from a pool unless --ip is given. NAME is a DNS\n"
 "        label: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'.\n"
-"  list  List every server: NAME UUID KIND VCPUS MEMORY DISK STATE HOST IPS.\n"
+"  list [--page-size N]\n"
+"        List every server: NAME UUID KIND VCPUS MEMORY DISK STATE HOST IPS. lsc asks\n"
+"        lscd page by page (N rows each: 1-5000, default lscd's) and prints one list.\n"
 "  show NAME|UUID\n"
 "        Show every attribute of one server.\n"
 "  edit NAME|UUID [OPTIONS]\n"
@@ -534,11 +536,12 @@ static int server_list(struct cli_opts *o, int argc, char **argv)
         Lsc__ServerList list = LSC__SERVER_LIST__INIT;
         int r;
 
-        if ((r = plain_args(o, "list", argc, argv, 0, "nothing")) != 0)
+        if ((r = cli_list_args(o, TOPIC, argc, argv, &list.limit)) != 0)
                 return r;
+        list.has_limit = list.limit > 0;
         req.op_case = LSC__REQUEST__OP_SERVER_LIST;
         req.server_list = &list;
-        if ((r = cli_call(o, &req, &reply)) < 0)
+        if ((r = cli_call_list(o, &req, &list.after, &reply)) < 0)
                 return r;
         return cli_print_servers(o, reply->servers, reply->n_servers);
 }

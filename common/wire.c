@@ -165,3 +165,23 @@ int lsc_wire_send_error(void *sock, const struct lsc_route *route, uint64_t seq,
         env.reply = &reply;
         return lsc_wire_send(sock, route, &env);
 }
+
+int lsc_wire_send_reply(void *sock, const struct lsc_route *route, uint64_t seq, Lsc__Reply *reply)
+{
+        Lsc__Envelope env = LSC__ENVELOPE__INIT;
+        char msg[160];
+        int r;
+
+        env.has_seq = 1;
+        env.seq = seq;
+        env.body_case = LSC__ENVELOPE__BODY_REPLY;
+        env.reply = reply;
+        r = lsc_wire_send(sock, route, &env);
+        if (r != -EMSGSIZE)
+                return r;
+        /* nothing went out: say why rather than leave the peer waiting for its timeout */
+        snprintf(msg, sizeof(msg), "reply too large: %zu bytes exceed the limit of %u for one envelope",
+                 lsc__envelope__get_packed_size(&env), LSC_WIRE_MAX_FRAME);
+        r = lsc_wire_send_error(sock, route, seq, LSC__STATUS__ERR_INTERNAL, msg);
+        return r < 0 ? r : lsc_err_set(-EMSGSIZE, "%s: answered with an error", msg);
+}

@@ -39,3 +39,7 @@ int lsc_wire_recv(void *sock, bool routed, struct lsc_route *ret_route, Lsc__Env
 /* Builds and sends a Reply with status and message, echoing seq. */
 int lsc_wire_send_error(void *sock, const struct lsc_route *route, uint64_t seq,
                         Lsc__Status status, const char *msg);
+
+/* Sends reply echoing seq. One too large for an envelope goes out as an ERR_INTERNAL
+ * "reply too large" error instead, and the call returns -EMSGSIZE (the detail says so). */
+int lsc_wire_send_reply(void *sock, const struct lsc_route *route, uint64_t seq, Lsc__Reply *reply);

@@ -12,7 +12,6 @@
 /* plan_server for a spec: answered at once from the view. */
 static void plan_spec(struct loop *l, const struct lsc_route *route, uint64_t seq, Lsc__ServerSpec *spec)
 {
-        Lsc__Envelope env = LSC__ENVELOPE__INIT;
         Lsc__Reply reply = LSC__REPLY__INIT;
         Lsc__Request check = LSC__REQUEST__INIT;
         Lsc__ServerCreate create = LSC__SERVER_CREATE__INIT;
@@ -39,11 +38,8 @@ static void plan_spec(struct loop *l, const struct lsc_route *route, uint64_t se
         } else {
                 reply.has_status = 1;
                 reply.status = LSC__STATUS__OK;
-                env.has_seq = 1;
-                env.seq = seq;
-                env.body_case = LSC__ENVELOPE__BODY_REPLY;
-                env.reply = &reply;
-                lsc_wire_send(l->cli, route, &env);
+                if ((r = lsc_wire_send_reply(l->cli, route, seq, &reply)) == -EMSGSIZE)
+                        log_warn("plan: %s", lsc_err_msg(r));
         }
         for (size_t i = 0; i < reply.n_plan; i++)
                 lsc__plan_host__free_unpacked(reply.plan[i], NULL);
@@ -195,7 +191,6 @@ static void hosts_merge_liveness(struct loop *l, Lsc__Reply *reply)
 void api_complete(struct loop *l, struct store_job *job)
 {
         _cleanup_free_ struct api_ctx *ctx = job->user;
-        Lsc__Envelope env = LSC__ENVELOPE__INIT;
         int r;
 
         l->inflight--;
@@ -232,16 +227,14 @@ void api_complete(struct loop *l, struct store_job *job)
              job->request->op_case == LSC__REQUEST__OP_SERVER_EDIT ||
              job->request->op_case == LSC__REQUEST__OP_SERVER_DELETE))
                 l->reconcile.dhcp_dirty = true;          /* MACs, IPs or hostnames changed */
-        env.has_seq = 1;
-        env.seq = ctx->seq;
-        env.body_case = LSC__ENVELOPE__BODY_REPLY;
-        env.reply = job->reply;
         if (!job->reply)
                 r = lsc_wire_send_error(l->cli, &ctx->route, ctx->seq, LSC__STATUS__ERR_INTERNAL,
                                         "the store returned no reply");
         else
-                r = lsc_wire_send(l->cli, &ctx->route, &env);
-        if (r < 0)
+                r = lsc_wire_send_reply(l->cli, &ctx->route, ctx->seq, job->reply);
+        if (r == -EMSGSIZE)
+                log_warn("request %d: %s", job->request ? (int)job->request->op_case : 0, lsc_err_msg(r));
+        else if (r < 0)
                 log_info("could not answer a CLI request (the client left?): %s", lsc_err_msg(r));
         job->user = NULL;
         store_job_free(job);

@@ -331,6 +331,7 @@ static int submit(struct loop *l, Lsc__Request *req)
         job->request = req;
         job->actor = strdup("lscd");
         job->user = ctx;
+        job->unpaged = true;             /* the DHCP file needs every server, in-process */
         if ((r = store_submit(l->store, job)) < 0) {
                 store_job_free(job);
                 return r;

@@ -21,6 +21,7 @@
 #include "store.h"
 #include "util.h"
 #include "validate.h"
+#include "wire.h"                 /* LSC_WIRE_MAX_FRAME: what one page must fit */
 
 #define UUID_STR 37
 #define JOB_BUDGET_DEFAULT_US   (5 * 1000000LL)
@@ -35,6 +36,16 @@
 #define MAX_LABELS              64
 #define EVENT_LIMIT_DEFAULT     50
 #define EVENT_LIMIT_MAX         10000
+/* Server and host lists come in pages, keyset by name. A page also stops before its
+ * rows pass LIST_PAGE_BYTES packed, so that its envelope stays under the wire limit
+ * whatever the rows hold (64 long labels, a host's many instances); the last quarter
+ * is headroom for the envelope and for what lscd adds to hosts after the store
+ * (liveness, health: at most LIST_HOST_MERGE_BYTES each). */
+#define LIST_SERVERS_DEFAULT    500
+#define LIST_HOSTS_DEFAULT      200
+#define LIST_LIMIT_MAX          5000
+#define LIST_PAGE_BYTES         ((size_t)LSC_WIRE_MAX_FRAME / 4 * 3)
+#define LIST_HOST_MERGE_BYTES   300
 #define MIGRATE_LOCK_KEY        "7107427"        /* "lsc": one migrating lscd at a time */
 
 static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
@@ -129,7 +140,7 @@ enum group_col { GC_ID, GC_NAME, GC_POLICY, GC_MAX_PER_HOST, GC_CREATED, GC_MEMB
 
 enum stmt {
         ST_MIG_LOCK, ST_MIG_TABLE, ST_MIG_CURRENT, ST_MIG_RECORD,
-        ST_SERVER_BY_NAME, ST_SERVER_BY_UUID, ST_SERVER_LIST,
+        ST_SERVER_BY_NAME, ST_SERVER_BY_UUID, ST_SERVER_LIST, ST_SERVER_LIST_ALL,
         ST_SERVER_LOCK_BY_NAME, ST_SERVER_LOCK_BY_UUID,
         ST_SERVER_INSERT, ST_SERVER_UPDATE, ST_SERVER_DELETE, ST_SERVER_JSON, ST_SERVER_SET_REQUIRE,
         ST_MAC_INSERT, ST_MAC_HOLDER, ST_MAC_DELETE_SERVER,
@@ -137,7 +148,8 @@ enum stmt {
         ST_POOL_BY_NAME, ST_POOL_BY_ID, ST_POOL_LIST, ST_POOL_FIRST_TWO, ST_POOL_CONTAINING,
         ST_POOL_OVERLAP, ST_POOL_INSERT, ST_POOL_LOCK, ST_POOL_DELETE,
         ST_EVENT_SERVER, ST_EVENT_POOL, ST_EVENT_SEEN, ST_EVENT_LIST_ALL, ST_EVENT_LIST_SERVER,
-        ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_EVENT_HOST,
+        ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_HOST_LIST_ALL,
+        ST_EVENT_HOST,
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
         ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS, ST_SERVER_STATES,
@@ -169,7 +181,9 @@ static const struct stmt_def stmts[ST_COUNT] = {
 
         S(ST_SERVER_BY_NAME, true, SERVER_COLS " WHERE s.name = $1"),
         S(ST_SERVER_BY_UUID, true, SERVER_COLS " WHERE s.uuid = $1::uuid"),
-        S(ST_SERVER_LIST, true, SERVER_COLS " ORDER BY s.name"),
+        /* a page: names after $1, at most $2 rows (names are unique) */
+        S(ST_SERVER_LIST, true, SERVER_COLS " WHERE s.name > $1 ORDER BY s.name LIMIT $2::integer"),
+        S(ST_SERVER_LIST_ALL, true, SERVER_COLS " ORDER BY s.name"),
         S(ST_SERVER_LOCK_BY_NAME, true,
                 "SELECT uuid, name, kind, state FROM servers WHERE name = $1 FOR UPDATE"),
         S(ST_SERVER_LOCK_BY_UUID, true,
@@ -286,7 +300,8 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " RETURNING h.name"),
         S(ST_HOST_BY_NAME, true, HOST_COLS " WHERE h.name = $1"),
         S(ST_HOST_BY_UUID, true, HOST_COLS " WHERE h.uuid = $1::uuid"),
-        S(ST_HOST_LIST, true, HOST_COLS " ORDER BY h.name"),
+        S(ST_HOST_LIST, true, HOST_COLS " WHERE h.name > $1 ORDER BY h.name LIMIT $2::integer"),
+        S(ST_HOST_LIST_ALL, true, HOST_COLS " ORDER BY h.name"),
         /* start / stop: desired and the state that follows from it, with a reason */
         S(ST_SERVER_SET_STATE, false,
                 "UPDATE servers SET desired = $2, state = $3, reason = $4,"
@@ -996,7 +1011,9 @@ struct op {
         struct lsc_cidr cidr;
         struct lsc_ip gateway;
         bool has_gateway;
-        unsigned limit;
+        unsigned limit;                  /* events; rows per page of a list */
+        const char *after;               /* a list's page starts after this name */
+        bool unpaged;                    /* an in-process list: every row in one reply */
         /* placement groups */
         const char *group;               /* the group to join; NULL: none (create), unchanged (edit) */
         bool clear_group;                /* edit: leave the group */
@@ -1128,6 +1145,45 @@ static int reply_servers(struct op *o, const PGresult *res)
                         return r;
                 o->reply.n_servers = (size_t)i + 1;
         }
+        return 0;
+}
+
+/* Whether a row of row_bytes (packed) still fits a page of *bytes so far, counting it
+ * in if so. The first row always fits: one larger than the envelope is refused where
+ * replies are sent. */
+static bool page_fits(size_t *bytes, size_t rows, size_t row_bytes)
+{
+        row_bytes += 6;                  /* the repeated field's tag and length */
+        if (rows > 0 && *bytes + row_bytes > LIST_PAGE_BYTES)
+                return false;
+        *bytes += row_bytes;
+        return true;
+}
+
+/* A page of a server list from a result of up to o->limit + 1 rows: the rows that fit,
+ * and next = the last name kept when any row was left out. */
+static int reply_server_page(struct op *o, const PGresult *res)
+{
+        int n = PQntuples(res), r;
+        size_t bytes = 0;
+
+        if (PQnfields(res) != SC_COUNT)
+                return lsc_err_set(-EIO, "server query returned %d columns", PQnfields(res));
+        o->reply.servers = bag_alloc(&o->out, (size_t)(n ? n : 1) * sizeof(Lsc__Server *));
+        if (!o->reply.servers)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < n && (unsigned)i < o->limit; i++) {
+                Lsc__Server *sv;
+
+                if ((r = server_from_row(o, res, i, &sv)) < 0)
+                        return r;
+                if (!page_fits(&bytes, (size_t)i, lsc__server__get_packed_size(sv)))
+                        break;
+                o->reply.servers[i] = sv;
+                o->reply.n_servers = (size_t)i + 1;
+        }
+        if (o->reply.n_servers < (size_t)n)
+                o->reply.next = o->reply.servers[o->reply.n_servers - 1]->spec->name;
         return 0;
 }
 
@@ -1417,6 +1473,29 @@ static int check_event_list(struct op *o)
         }
         if (e->server && (!e->server[0] || strlen(e->server) > LSC_NAME_MAX))
                 return lsc_err_set(-EINVAL, "no server can be called \"%s\"", show(e->server, shown));
+        return 0;
+}
+
+/* after and limit of a server or host list (an unpaged, in-process one ignores them). */
+static int check_list(struct op *o)
+{
+        bool servers = o->req->op_case == LSC__REQUEST__OP_SERVER_LIST;
+        const Lsc__ServerList *sl = servers ? o->req->server_list : NULL;
+        const Lsc__HostList *hl = servers ? NULL : o->req->host_list;
+        const char *after = sl ? sl->after : hl ? hl->after : NULL;
+        uint32_t limit = sl && sl->has_limit ? sl->limit : hl && hl->has_limit ? hl->limit : 0;
+        int r;
+
+        if (limit > LIST_LIMIT_MAX)
+                return lsc_err_set(-EINVAL, "page size %u out of range: 1-%d (0: lscd's default)",
+                                   limit, LIST_LIMIT_MAX);
+        o->limit = limit ? limit : servers ? LIST_SERVERS_DEFAULT : LIST_HOSTS_DEFAULT;
+        o->after = "";
+        if (after && after[0]) {
+                if ((r = lsc_validate_name(servers ? "server list cursor" : "host list cursor", after)) < 0)
+                        return r;
+                o->after = after;
+        }
         return 0;
 }
 
@@ -2428,7 +2507,7 @@ static int op_load(struct op *o)
         _cleanup_pgres_ PGresult *servers = NULL, *hosts = NULL, *groups = NULL;
         int r;
 
-        if ((r = Q0(o->c, ST_SERVERS_ACTIVE, &servers)) < 0 || (r = Q0(o->c, ST_HOST_LIST, &hosts)) < 0 ||
+        if ((r = Q0(o->c, ST_SERVERS_ACTIVE, &servers)) < 0 || (r = Q0(o->c, ST_HOST_LIST_ALL, &hosts)) < 0 ||
             (r = Q0(o->c, ST_GROUP_LIST, &groups)) < 0 || (r = reply_servers(o, servers)) < 0 ||
             (r = reply_groups(o, groups)) < 0)
                 return r;
@@ -2460,11 +2539,19 @@ static int op_server_get(struct op *o)
 static int op_server_list(struct op *o)
 {
         _cleanup_pgres_ PGresult *res = NULL;
+        char peek[16];
         int r;
 
-        if ((r = Q0(o->c, ST_SERVER_LIST, &res)) < 0)
+        if (o->unpaged) {
+                if ((r = Q0(o->c, ST_SERVER_LIST_ALL, &res)) < 0)
+                        return r;
+                return reply_servers(o, res);
+        }
+        /* one row more than the page says whether another page follows */
+        snprintf(peek, sizeof(peek), "%u", o->limit + 1);
+        if ((r = Q(o->c, ST_SERVER_LIST, &res, o->after, peek)) < 0)
                 return r;
-        return reply_servers(o, res);
+        return reply_server_page(o, res);
 }
 
 static int op_pool_create(struct op *o)
@@ -2597,53 +2684,85 @@ static int op_event_list(struct op *o)
 #define HOST_VCPUS_MAX 1048576u
 #define HOST_SIZE_MAX  1073741824ull     /* MiB or GiB */
 
-static int reply_hosts(struct op *o, const PGresult *res)
+static int host_from_row(struct op *o, const PGresult *res, int i, Lsc__Host **ret)
 {
         struct bag *b = &o->out;
+        Lsc__Host *h = bag_alloc(b, sizeof(*h));
+        Lsc__Capacity *cap = bag_alloc(b, sizeof(*cap)), *used = bag_alloc(b, sizeof(*used));
+        int r;
+
+        if (!h || !cap || !used)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        lsc__host__init(h);
+        lsc__capacity__init(cap);
+        lsc__capacity__init(used);
+#define COL(c) bag_strdup(b, PQgetvalue(res, i, (c)))
+        h->uuid = COL(HC_UUID);
+        h->name = COL(HC_NAME);
+        h->liveness = COL(HC_LIVENESS);
+        h->admin = COL(HC_ADMIN);
+        h->driver = COL(HC_DRIVER);
+        h->kind = COL(HC_KIND);
+#undef COL
+        if (!h->uuid || !h->name || !h->liveness || !h->admin || !h->driver || !h->kind)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        cap->has_vcpus = cap->has_memory_mib = cap->has_disk_gib = 1;
+        cap->vcpus = (uint32_t)col_i64(res, i, HC_VCPUS);
+        cap->memory_mib = (uint64_t)col_i64(res, i, HC_MEMORY);
+        cap->disk_gib = (uint64_t)col_i64(res, i, HC_DISK);
+        used->has_vcpus = used->has_memory_mib = used->has_disk_gib = 1;
+        used->vcpus = (uint32_t)col_i64(res, i, HC_USED_VCPUS);
+        used->memory_mib = (uint64_t)col_i64(res, i, HC_USED_MEMORY);
+        used->disk_gib = (uint64_t)col_i64(res, i, HC_USED_DISK);
+        h->capacity = cap;
+        h->used = used;
+        h->has_alloc_ratio = h->has_epoch = h->has_created_at = 1;
+        h->alloc_ratio = strtod(PQgetvalue(res, i, HC_RATIO), NULL);
+        h->epoch = (uint64_t)col_i64(res, i, HC_EPOCH);
+        h->created_at = col_i64(res, i, HC_CREATED);
+        if ((r = labels_from_row(b, res, i, HC_LABEL_KEYS, &h->labels, &h->n_labels)) < 0 ||
+            (r = parse_array(b, PQgetvalue(res, i, HC_INSTANCES), &h->instances, &h->n_instances)) < 0)
+                return r;
+        *ret = h;
+        return 0;
+}
+
+static int reply_hosts(struct op *o, const PGresult *res)
+{
         int n = PQntuples(res), r;
 
-        o->reply.hosts = bag_alloc(b, (size_t)(n ? n : 1) * sizeof(Lsc__Host *));
+        o->reply.hosts = bag_alloc(&o->out, (size_t)(n ? n : 1) * sizeof(Lsc__Host *));
         if (!o->reply.hosts)
                 return lsc_err_set(-ENOMEM, "out of memory");
         for (int i = 0; i < n; i++) {
-                Lsc__Host *h = bag_alloc(b, sizeof(*h));
-                Lsc__Capacity *cap = bag_alloc(b, sizeof(*cap)), *used = bag_alloc(b, sizeof(*used));
-
-                if (!h || !cap || !used)
-                        return lsc_err_set(-ENOMEM, "out of memory");
-                lsc__host__init(h);
-                lsc__capacity__init(cap);
-                lsc__capacity__init(used);
-#define COL(c) bag_strdup(b, PQgetvalue(res, i, (c)))
-                h->uuid = COL(HC_UUID);
-                h->name = COL(HC_NAME);
-                h->liveness = COL(HC_LIVENESS);
-                h->admin = COL(HC_ADMIN);
-                h->driver = COL(HC_DRIVER);
-                h->kind = COL(HC_KIND);
-#undef COL
-                if (!h->uuid || !h->name || !h->liveness || !h->admin || !h->driver || !h->kind)
-                        return lsc_err_set(-ENOMEM, "out of memory");
-                cap->has_vcpus = cap->has_memory_mib = cap->has_disk_gib = 1;
-                cap->vcpus = (uint32_t)col_i64(res, i, HC_VCPUS);
-                cap->memory_mib = (uint64_t)col_i64(res, i, HC_MEMORY);
-                cap->disk_gib = (uint64_t)col_i64(res, i, HC_DISK);
-                used->has_vcpus = used->has_memory_mib = used->has_disk_gib = 1;
-                used->vcpus = (uint32_t)col_i64(res, i, HC_USED_VCPUS);
-                used->memory_mib = (uint64_t)col_i64(res, i, HC_USED_MEMORY);
-                used->disk_gib = (uint64_t)col_i64(res, i, HC_USED_DISK);
-                h->capacity = cap;
-                h->used = used;
-                h->has_alloc_ratio = h->has_epoch = h->has_created_at = 1;
-                h->alloc_ratio = strtod(PQgetvalue(res, i, HC_RATIO), NULL);
-                h->epoch = (uint64_t)col_i64(res, i, HC_EPOCH);
-                h->created_at = col_i64(res, i, HC_CREATED);
-                if ((r = labels_from_row(b, res, i, HC_LABEL_KEYS, &h->labels, &h->n_labels)) < 0 ||
-                    (r = parse_array(b, PQgetvalue(res, i, HC_INSTANCES), &h->instances, &h->n_instances)) < 0)
+                if ((r = host_from_row(o, res, i, &o->reply.hosts[i])) < 0)
                         return r;
+                o->reply.n_hosts = (size_t)i + 1;
+        }
+        return 0;
+}
+
+/* A page of a host list: as reply_server_page, counting the liveness lscd adds. */
+static int reply_host_page(struct op *o, const PGresult *res)
+{
+        int n = PQntuples(res), r;
+        size_t bytes = 0;
+
+        o->reply.hosts = bag_alloc(&o->out, (size_t)(n ? n : 1) * sizeof(Lsc__Host *));
+        if (!o->reply.hosts)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < n && (unsigned)i < o->limit; i++) {
+                Lsc__Host *h;
+
+                if ((r = host_from_row(o, res, i, &h)) < 0)
+                        return r;
+                if (!page_fits(&bytes, (size_t)i, lsc__host__get_packed_size(h) + LIST_HOST_MERGE_BYTES))
+                        break;
                 o->reply.hosts[i] = h;
                 o->reply.n_hosts = (size_t)i + 1;
         }
+        if (o->reply.n_hosts < (size_t)n)
+                o->reply.next = o->reply.hosts[o->reply.n_hosts - 1]->name;
         return 0;
 }
 
@@ -2731,11 +2850,18 @@ static int op_host_get(struct op *o)
 static int op_host_list(struct op *o)
 {
         _cleanup_pgres_ PGresult *res = NULL;
+        char peek[16];
         int r;
 
-        if ((r = Q0(o->c, ST_HOST_LIST, &res)) < 0)
+        if (o->unpaged) {
+                if ((r = Q0(o->c, ST_HOST_LIST_ALL, &res)) < 0)
+                        return r;
+                return reply_hosts(o, res);
+        }
+        snprintf(peek, sizeof(peek), "%u", o->limit + 1);
+        if ((r = Q(o->c, ST_HOST_LIST, &res, o->after, peek)) < 0)
                 return r;
-        return reply_hosts(o, res);
+        return reply_host_page(o, res);
 }
 
 static int reread_server(struct op *o)
@@ -2757,7 +2883,7 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_SERVER_EDIT, check_server_edit, op_server_edit, reread_server, true },
         { LSC__REQUEST__OP_SERVER_DELETE, check_ref_op, op_server_delete, NULL, true },
         { LSC__REQUEST__OP_SERVER_GET, check_ref_op, op_server_get, NULL, false },
-        { LSC__REQUEST__OP_SERVER_LIST, NULL, op_server_list, NULL, false },
+        { LSC__REQUEST__OP_SERVER_LIST, check_list, op_server_list, NULL, false },
         { LSC__REQUEST__OP_POOL_CREATE, check_pool_create, op_pool_create, NULL, true },
         { LSC__REQUEST__OP_POOL_DELETE, check_ref_op, op_pool_delete, NULL, true },
         { LSC__REQUEST__OP_POOL_GET, check_ref_op, op_pool_get, NULL, false },
@@ -2773,7 +2899,7 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_TRANSITIONS, check_transitions, op_transitions, NULL, true },
         { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },
         { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
-        { LSC__REQUEST__OP_HOST_LIST, NULL, op_host_list, NULL, false },
+        { LSC__REQUEST__OP_HOST_LIST, check_list, op_host_list, NULL, false },
         /* placement groups */
         { LSC__REQUEST__OP_GROUP_CREATE, check_group_create, op_group_create, NULL, true },
         { LSC__REQUEST__OP_GROUP_DELETE, check_group_ref, op_group_delete, NULL, true },
@@ -2951,7 +3077,7 @@ int store_check(const Lsc__Request *req)
 
 void store_run(struct store_conn *c, struct store_job *job, int64_t deadline_us)
 {
-        struct op o = { .c = c, .req = job->request,
+        struct op o = { .c = c, .req = job->request, .unpaged = job->unpaged,
                         .actor = job->actor && job->actor[0] ? job->actor : "unknown" };
         const struct op_def *d = NULL;
         int r = 0;

@@ -29,6 +29,8 @@ struct store_job {
         char *actor;                     /* who asked: written into the event rows */
         void *user;                      /* the submitter's context (e.g. the CLI route);
                                           * malloc'd, freed by store_job_free */
+        bool unpaged;                    /* lscd's own: server and host lists come whole,
+                                          * not in pages (the reply never crosses the wire) */
         /* out: filled by the store thread */
         Lsc__Reply *reply;               /* always set when the job comes back */
 };

@@ -77,6 +77,12 @@ hosts=$(lsc --json host list)
 # each exactly once, on a host that lists it
 expect_eq "$(jq '[.[].instances[]] | length' <<<"$hosts")" 30 "instances across hosts"
 expect_eq "$(jq '[.[].instances[]] | unique | length' <<<"$hosts")" 30 "distinct instances"
+# the same hosts in pages of 2, each page with its liveness from lscd's memory
+paged=$(lsc --json host list --page-size 2)
+expect_eq "$(jq -c '[.[] | {name, instances, liveness}]' <<<"$paged")" \
+	"$(jq -c '[.[] | {name, instances, liveness}]' <<<"$hosts")" "host list in pages of 2"
+expect_eq "$(jq '[.[] | select(.liveness != "up" or .last_seen_ms_ago < 0)] | length' <<<"$paged")" 0 \
+	"paged hosts not up"
 expect_eq "$(jq '[.[] | select(.host == null)] | length' <<<"$servers")" 0 "servers without a host"
 expect_eq "$(jq '[.[] | select(.generation != 1)] | length' <<<"$servers")" 0 "servers not at generation 1"
 # no host over its allocatable capacity, and used matches what is bound there

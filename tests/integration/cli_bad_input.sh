@@ -86,6 +86,10 @@ bad 2 server edit web1 --name Web_1
 bad 2 server edit web1 --label novalue
 bad 2 server edit web1 --bogus
 bad 2 --timeout abc server list
+bad 2 server list --page-size 0
+bad 2 server list --page-size 5001
+bad 2 host list --page-size abc
+bad 2 host list extra
 # an IP outside every pool is invalid input
 bad 2 server create web2 "${ok[@]}" --ip 192.168.99.5
 

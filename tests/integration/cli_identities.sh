@@ -77,6 +77,15 @@ expect_contains "$OUT" 10.10.0.2 "server list table"
 expect_exit 0 lsc --json server list
 expect_eq "$(jq -r '[.[].name] | sort | join(",")' <<<"$OUT")" db1,web1,web2 "server list names"
 expect_eq "$(jq -c '.[] | select(.name == "db1")' <<<"$OUT")" "$(jq -c . <<<"$db1")" "db1 in list = show"
+# in pages smaller than the list, lsc asks page after page and prints the same one list
+full_json=$OUT
+full_table=$(lsc server list)
+for size in 1 2; do
+	expect_exit 0 lsc --json server list --page-size "$size"
+	expect_eq "$OUT" "$full_json" "JSON list in pages of $size"
+	expect_exit 0 lsc server list --page-size "$size"
+	expect_eq "$OUT" "$full_table" "table in pages of $size"
+done
 
 # --- edit changes only the fields given
 expect_exit 0 lsc server edit db1 --vcpus 8

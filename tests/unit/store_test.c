@@ -25,6 +25,7 @@
 #include "schema.h"
 #include "store.h"
 #include "util.h"
+#include "wire.h"
 
 #define BUDGET_US (5 * 1000000LL)
 
@@ -2111,6 +2112,218 @@ static void server_with_unknown_group_is_refused_and_changes_nothing(void **stat
         store_job_free(job);
 }
 
+/* ---- lists come in pages -------------------------------------------------------- */
+
+/* One page of a server or host list (after NULL: from the start; limit 0: lscd's). */
+static struct store_job *list_page(struct fx *f, Lsc__Request__OpCase op, const char *after,
+                                   uint32_t limit, bool unpaged)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerList sl = LSC__SERVER_LIST__INIT;
+        Lsc__HostList hl = LSC__HOST_LIST__INIT;
+        struct store_job *job;
+
+        r.op_case = op;
+        sl.after = hl.after = (char *)after;
+        sl.has_limit = hl.has_limit = limit > 0;
+        sl.limit = hl.limit = limit;
+        if (op == LSC__REQUEST__OP_SERVER_LIST)
+                r.server_list = &sl;
+        else
+                r.host_list = &hl;
+        job = job_new(&r);
+        job->unpaged = unpaged;
+        store_run(f->c, job, lsc_now_us() + BUDGET_US);
+        assert_non_null(job->reply);
+        return job;
+}
+
+static size_t page_rows(const Lsc__Reply *rp, const char ***ret_names)
+{
+        static const char *names[256];
+        size_t n = rp->n_servers ? rp->n_servers : rp->n_hosts;
+
+        assert_true(n <= ARRAY_SIZE(names));
+        for (size_t i = 0; i < n; i++)
+                names[i] = rp->n_servers ? rp->servers[i]->spec->name : rp->hosts[i]->name;
+        *ret_names = names;
+        return n;
+}
+
+/* Pages through a whole list; returns the names joined by ',' (the caller frees) and
+ * checks every page: at most limit rows, under the envelope limit, next = its last row. */
+static char *list_all(struct fx *f, Lsc__Request__OpCase op, uint32_t limit, int *ret_pages)
+{
+        char *all = calloc(1, 1), *after = NULL;
+        size_t len = 0;
+        int pages = 0;
+
+        for (;;) {
+                struct store_job *job = list_page(f, op, after, limit, false);
+                Lsc__Envelope env = LSC__ENVELOPE__INIT;
+                const char **names;
+                size_t n;
+
+                expect(job, LSC__STATUS__OK, NULL);
+                env.body_case = LSC__ENVELOPE__BODY_REPLY;
+                env.reply = job->reply;
+                assert_true(lsc__envelope__get_packed_size(&env) < LSC_WIRE_MAX_FRAME);
+                n = page_rows(job->reply, &names);
+                assert_true(limit == 0 || n <= limit);
+                pages++;
+                for (size_t i = 0; i < n; i++) {
+                        all = realloc(all, len + strlen(names[i]) + 2);
+                        len += (size_t)sprintf(all + len, "%s%s", len ? "," : "", names[i]);
+                }
+                free(after);
+                after = NULL;
+                if (job->reply->next && job->reply->next[0]) {
+                        assert_true(n > 0);
+                        assert_string_equal(job->reply->next, names[n - 1]);
+                        after = strdup(job->reply->next);
+                }
+                store_job_free(job);
+                if (!after)
+                        break;
+                assert_true(pages < 1000);
+        }
+        *ret_pages = pages;
+        return all;
+}
+
+static char *sql_text(PGconn *pg, const char *sql)
+{
+        PGresult *res = PQexec(pg, sql);
+        char *s;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(pg));
+        s = strdup(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return s;
+}
+
+static void lists_come_in_complete_ordered_pages(void **state)
+{
+        static const char *const servers[] = { "s5", "a1", "s10", "m-2", "b7", "z9", "c3" };
+        static const char *const hosts[] = { "h4", "h2", "h5", "h1", "h3" };
+        struct fx *f = *state;
+        char *want, *got, *first;
+        struct store_job *job;
+        int pages;
+
+        for (size_t i = 0; i < ARRAY_SIZE(servers); i++)
+                create_ok(f, servers[i], NULL, NULL, NULL);
+        for (size_t i = 0; i < ARRAY_SIZE(hosts); i++)
+                register_host(f, hosts[i], 8, 16384);
+
+        /* 7 servers by 3: 3 + 3 + 1, in the database's order, each once, next empty at the end */
+        want = sql_text(f->pg, "SELECT string_agg(name, ',' ORDER BY name) FROM servers");
+        got = list_all(f, LSC__REQUEST__OP_SERVER_LIST, 3, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 3);
+        free(got);
+        /* a last page that is exactly full says so: no empty page after it */
+        got = list_all(f, LSC__REQUEST__OP_SERVER_LIST, 7, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 1);
+        free(got);
+        /* lscd's default page holds them all */
+        got = list_all(f, LSC__REQUEST__OP_SERVER_LIST, 0, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 1);
+        free(got);
+        /* lscd's own (the DHCP file) gets every row whatever the limit */
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, NULL, 1, true);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_servers, ARRAY_SIZE(servers));
+        assert_true(!job->reply->next || !job->reply->next[0]);
+        store_job_free(job);
+        /* a row created behind the cursor is not seen, one ahead of it is: no page
+         * is skipped or repeated */
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, NULL, 3, false);
+        first = strdup(job->reply->next);
+        store_job_free(job);
+        create_ok(f, "a0", NULL, NULL, NULL);
+        create_ok(f, "zz", NULL, NULL, NULL);
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, first, 100, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_servers, 5);
+        assert_string_equal(job->reply->servers[4]->spec->name, "zz");
+        assert_true(!job->reply->next || !job->reply->next[0]);
+        store_job_free(job);
+        free(first);
+        free(want);
+
+        /* 5 hosts by 2: 2 + 2 + 1 */
+        want = sql_text(f->pg, "SELECT string_agg(name, ',' ORDER BY name) FROM hosts");
+        assert_string_equal(want, "h1,h2,h3,h4,h5");
+        got = list_all(f, LSC__REQUEST__OP_HOST_LIST, 2, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 3);
+        free(got);
+        job = list_page(f, LSC__REQUEST__OP_HOST_LIST, "h5", 2, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_hosts, 0);
+        assert_true(!job->reply->next || !job->reply->next[0]);
+        store_job_free(job);
+        free(want);
+}
+
+static void list_page_size_and_cursor_are_checked(void **state)
+{
+        struct fx *f = *state;
+        struct store_job *job;
+
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, NULL, 5001, false);
+        expect(job, LSC__STATUS__ERR_INVALID, "page size 5001 out of range: 1-5000");
+        store_job_free(job);
+        job = list_page(f, LSC__REQUEST__OP_HOST_LIST, NULL, 4000000000u, false);
+        expect(job, LSC__STATUS__ERR_INVALID, "out of range");
+        store_job_free(job);
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, "Not a name!", 3, false);
+        expect(job, LSC__STATUS__ERR_INVALID, "server list cursor");
+        store_job_free(job);
+        job = list_page(f, LSC__REQUEST__OP_HOST_LIST, "-x", 0, false);
+        expect(job, LSC__STATUS__ERR_INVALID, "host list cursor");
+        store_job_free(job);
+        job = list_page(f, LSC__REQUEST__OP_SERVER_LIST, NULL, 5000, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+}
+
+/* Rows of 64 long labels (~8 KiB each): a page stops short of the envelope limit. */
+static void list_page_stops_before_the_envelope_limit(void **state)
+{
+        static const char fat[] =
+                "(SELECT jsonb_object_agg(lpad(k::text, 63, 'k'), repeat('v', 63))"
+                " FROM generate_series(1, 64) k)";
+        struct fx *f = *state;
+        char name[16], sql[256], *want, *got;
+        int pages;
+
+        for (int i = 0; i < 120; i++) {
+                snprintf(name, sizeof(name), "fat%03d", i);
+                create_ok(f, name, NULL, NULL, NULL);
+                register_host(f, name, 8, 16384);
+        }
+        snprintf(sql, sizeof(sql), "UPDATE servers SET labels = %s", fat);
+        sql_ok(f->pg, sql);
+        snprintf(sql, sizeof(sql), "UPDATE hosts SET labels = %s", fat);
+        sql_ok(f->pg, sql);
+
+        want = sql_text(f->pg, "SELECT string_agg(name, ',' ORDER BY name) FROM servers");
+        got = list_all(f, LSC__REQUEST__OP_SERVER_LIST, 5000, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 2);
+        free(got);
+        got = list_all(f, LSC__REQUEST__OP_HOST_LIST, 5000, &pages);
+        assert_string_equal(got, want);
+        assert_int_equal(pages, 2);
+        free(got);
+        free(want);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2149,6 +2362,9 @@ int main(void)
                 T(next_job_succeeds_after_the_backend_is_terminated),
                 T(commit_that_happened_but_was_not_acknowledged_is_not_repeated),
                 T(commit_that_never_arrived_is_run_again),
+                T(lists_come_in_complete_ordered_pages),
+                T(list_page_size_and_cursor_are_checked),
+                T(list_page_stops_before_the_envelope_limit),
                 T_EMPTY(store_thread_runs_jobs_and_returns_them),
                 T_EMPTY(store_thread_reports_a_newer_schema_as_fatal),
                 T_EMPTY(store_thread_answers_unavailable_within_the_budget),

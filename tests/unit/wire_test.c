@@ -177,6 +177,46 @@ static void oversized_envelope_is_rejected_before_parsing(void **state)
         expect_ping(p, 2);
 }
 
+/* A reply too large to send goes out as an error that says so: the peer is never left
+ * waiting for its timeout. One that fits goes out as it is. */
+static void oversized_reply_is_answered_with_an_error(void **state)
+{
+        struct pair *p = *state;
+        _cleanup_free_ char *big = malloc(LSC_WIRE_MAX_FRAME + 1);
+        Lsc__Reply reply = LSC__REPLY__INIT;
+        struct lsc_route route;
+        Lsc__Envelope *env = NULL;
+
+        send_ping(p->dealer, 7);
+        wait_readable(p->router);
+        assert_int_equal(lsc_wire_recv(p->router, true, &route, &env), 0);
+        lsc_wire_free(env);
+
+        memset(big, 'x', LSC_WIRE_MAX_FRAME);
+        big[LSC_WIRE_MAX_FRAME] = '\0';
+        reply.has_status = 1;
+        reply.status = LSC__STATUS__OK;
+        reply.next = big;
+        assert_int_equal(lsc_wire_send_reply(p->router, &route, 7, &reply), -EMSGSIZE);
+        assert_non_null(strstr(lsc_err_msg(-EMSGSIZE), "reply too large"));
+        wait_readable(p->dealer);
+        assert_int_equal(lsc_wire_recv(p->dealer, false, NULL, &env), 0);
+        assert_int_equal(env->seq, 7);
+        assert_int_equal(env->reply->status, LSC__STATUS__ERR_INTERNAL);
+        assert_non_null(strstr(env->reply->error, "reply too large: "));
+        assert_non_null(strstr(env->reply->error, "exceed the limit of 1048576"));
+        lsc_wire_free(env);
+
+        reply.next = "web7";
+        assert_int_equal(lsc_wire_send_reply(p->router, &route, 8, &reply), 0);
+        wait_readable(p->dealer);
+        assert_int_equal(lsc_wire_recv(p->dealer, false, NULL, &env), 0);
+        assert_int_equal(env->seq, 8);
+        assert_int_equal(env->reply->status, LSC__STATUS__OK);
+        assert_string_equal(env->reply->next, "web7");
+        lsc_wire_free(env);
+}
+
 static void wrong_version_is_reported_with_its_seq(void **state)
 {
         struct pair *p = *state;
@@ -306,6 +346,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(garbage_bytes_are_rejected_and_route_is_kept, setup, teardown),
                 cmocka_unit_test_setup_teardown(truncated_envelope_is_rejected, setup, teardown),
                 cmocka_unit_test_setup_teardown(oversized_envelope_is_rejected_before_parsing, setup, teardown),
+                cmocka_unit_test_setup_teardown(oversized_reply_is_answered_with_an_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(wrong_version_is_reported_with_its_seq, setup, teardown),
                 cmocka_unit_test_setup_teardown(missing_version_is_a_wrong_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(envelope_without_body_is_rejected, setup, teardown),
