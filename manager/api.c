@@ -136,6 +136,17 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID, lsc_err_msg(r));
                 return;
         }
+        if (e->request->op_case == LSC__REQUEST__OP_HOST_REMOVE) {
+                /* a live agent would register it again at once */
+                const struct liveness_host *h = liveness_find(&l->liveness, e->request->host_remove->ref);
+                char msg[200];
+                if (h && h->state != LIVENESS_LOST) {
+                        snprintf(msg, sizeof(msg), "host %s is %s: stop its agent first, or it registers again",
+                                 h->name, liveness_state_names[h->state]);
+                        lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_CONFLICT, msg);
+                        return;
+                }
+        }
         if (l->inflight >= l->cfg.max_inflight) {
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_UNAVAILABLE,
                                     "lscd is busy: too many requests waiting for the database");
@@ -222,6 +233,10 @@ void api_complete(struct loop *l, struct store_job *job)
                 reconcile_observe(l, job->reply->servers, job->reply->n_servers);
         if (job->reply && job->reply->status == LSC__STATUS__OK && job->reply->n_groups)
                 reconcile_observe_groups(l, job->reply->groups, job->reply->n_groups);
+        if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
+            (job->request->op_case == LSC__REQUEST__OP_HOST_DRAIN ||
+             job->request->op_case == LSC__REQUEST__OP_HOST_UNDRAIN))
+                reconcile_observe_hosts(l, job->reply->hosts, job->reply->n_hosts);   /* admin changed */
         if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
             (job->request->op_case == LSC__REQUEST__OP_SERVER_CREATE ||
              job->request->op_case == LSC__REQUEST__OP_SERVER_EDIT ||

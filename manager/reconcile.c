@@ -858,6 +858,14 @@ void reconcile_host_registered(struct loop *l, struct liveness_host *h, const Ls
         rc->next_place_us = 0;           /* new room, perhaps */
 }
 
+void reconcile_observe_hosts(struct loop *l, Lsc__Host *const *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (view_host(l, v[i]) < 0)
+                        log_error("cannot update host %s in the view: %s", v[i]->name, lsc_err_msg(-ENOMEM));
+        l->reconcile.next_place_us = 0;          /* undrained: room, perhaps */
+}
+
 void reconcile_host_state(struct loop *l, struct liveness_host *h)
 {
         host_filters(&l->reconcile, h);

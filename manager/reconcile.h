@@ -80,5 +80,7 @@ void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n);
 /* Fills reply->plan (malloc'd, freed with the reply) with every host of the view and
  * whether sv would fit there, and why not. Nothing changes. */
 int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply);
+/* Host rows a CLI request changed (drain, undrain): the view follows their admin state. */
+void reconcile_observe_hosts(struct loop *l, Lsc__Host *const *v, size_t n);
 /* Liveness or health of h changed: keep the view's filters current. */
 void reconcile_host_state(struct loop *l, struct liveness_host *h);

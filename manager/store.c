@@ -153,6 +153,8 @@ enum stmt {
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
         ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS, ST_SERVER_STATES,
+        ST_HOST_LOCK_BY_NAME, ST_HOST_LOCK_BY_UUID, ST_HOST_SET_ADMIN, ST_HOST_DRAIN_SERVERS,
+        ST_HOST_BOUND_COUNT, ST_HOST_DELETE,
         /* placement groups */
         ST_GROUP_BY_NAME, ST_GROUP_BY_ID, ST_GROUP_LIST, ST_GROUP_INSERT, ST_GROUP_LOCK,
         ST_GROUP_DELETE, ST_GROUP_ID_SHARE, ST_SERVER_SET_GROUP, ST_EVENT_GROUP,
@@ -398,6 +400,19 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "SELECT s.uuid::text, s.desired, s.state, coalesce(h.name, ''), s.generation, s.reason,"
                 " s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')"
                 " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($1::uuid[])"),
+        /* drain, undrain, remove */
+        S(ST_HOST_LOCK_BY_NAME, true, "SELECT id, name, admin FROM hosts WHERE name = $1 FOR UPDATE"),
+        S(ST_HOST_LOCK_BY_UUID, true, "SELECT id, name, admin FROM hosts WHERE uuid = $1::uuid FOR UPDATE"),
+        S(ST_HOST_SET_ADMIN, false, "UPDATE hosts SET admin = $2, updated_at = now() WHERE id = $1::bigint"),
+        /* what runs (or is on its way up) there is destroyed and bound again elsewhere:
+         * a migration away from the host (break before make) */
+        S(ST_HOST_DRAIN_SERVERS, true,
+                "UPDATE servers SET state = 'stopping', reason = $3, migrate_from = $2, migrate_to = NULL,"
+                " updated_at = now()"
+                " WHERE host_id = $1::bigint AND state IN ('running', 'binding') AND desired = 'running'"
+                " RETURNING uuid::text"),
+        S(ST_HOST_BOUND_COUNT, true, "SELECT count(*) FROM servers WHERE host_id = $1::bigint"),
+        S(ST_HOST_DELETE, false, "DELETE FROM hosts WHERE id = $1::bigint"),
         /* start, many at once: the servers named (or with these UUIDs), locked */
         S(ST_SERVERS_LOCK_REFS, true,
                 "SELECT s.uuid::text, s.name, s.state FROM servers s"
@@ -1409,6 +1424,12 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->server_get ? o->req->server_get->ref : NULL, "server");
         case LSC__REQUEST__OP_HOST_GET:
                 return check_ref(o->req->host_get ? o->req->host_get->ref : NULL, "host");
+        case LSC__REQUEST__OP_HOST_DRAIN:
+                return check_ref(o->req->host_drain ? o->req->host_drain->ref : NULL, "host");
+        case LSC__REQUEST__OP_HOST_UNDRAIN:
+                return check_ref(o->req->host_undrain ? o->req->host_undrain->ref : NULL, "host");
+        case LSC__REQUEST__OP_HOST_REMOVE:
+                return check_ref(o->req->host_remove ? o->req->host_remove->ref : NULL, "host");
         case LSC__REQUEST__OP_SERVER_STOP:
                 return check_ref(o->req->server_stop ? o->req->server_stop->ref : NULL, "server");
         case LSC__REQUEST__OP_SERVER_MIGRATE:
@@ -2847,6 +2868,106 @@ static int op_host_get(struct op *o)
         return reply_hosts(o, res);
 }
 
+/* The host ref names, locked for this transaction: id, name, admin. */
+static int host_lock(struct op *o, const char *ref, PGresult **ret)
+{
+        char shown[LSC_SHOW_BUF];
+        uuid_t u;
+        int r;
+
+        r = uuid_parse(ref, u) == 0 ? Q(o->c, ST_HOST_LOCK_BY_UUID, ret, ref) : Q(o->c, ST_HOST_LOCK_BY_NAME, ret, ref);
+        if (r < 0)
+                return r;
+        if (PQntuples(*ret) != 1) {
+                PQclear(TAKE_PTR(*ret));
+                return lsc_err_set(-ENOENT, "host %s not found", show(ref, shown));
+        }
+        return 0;
+}
+
+static int reply_host_named(struct op *o, const char *name)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        int r;
+
+        if ((r = Q(o->c, ST_HOST_BY_NAME, &res, name)) < 0)
+                return r;
+        return reply_hosts(o, res);
+}
+
+/* drain: no new placements (the view filters on admin), and every server bound there
+ * moves off: destroyed where it is, then bound again elsewhere. Idempotent: draining a
+ * drained host moves what came back since. The reply: the host, and the servers that
+ * started to move (lscd's loop drives them). */
+static int op_host_drain(struct op *o)
+{
+        _cleanup_pgres_ PGresult *h = NULL, *moved = NULL;
+        const char *id, *name, **uuids, *all;
+        char reason[160];
+        int r, n;
+
+        if ((r = host_lock(o, o->req->host_drain->ref, &h)) < 0)
+                return r;
+        id = PQgetvalue(h, 0, 0);
+        name = PQgetvalue(h, 0, 1);
+        snprintf(reason, sizeof(reason), "host %s is drained: moving it", name);
+        if ((r = Q(o->c, ST_HOST_SET_ADMIN, NULL, id, "drained")) < 0 ||
+            (r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.drain", name, o->request_id, "{}")) < 0 ||
+            (r = Q(o->c, ST_HOST_DRAIN_SERVERS, &moved, id, name, reason)) < 0)
+                return r;
+        n = PQntuples(moved);
+        if (n > 0) {
+                if (!(uuids = bag_alloc(&o->in, (size_t)n * sizeof(char *))))
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                for (int i = 0; i < n; i++)
+                        uuids[i] = PQgetvalue(moved, i, 0);
+                if (!(all = array_literal(&o->in, uuids, (size_t)n)))
+                        return lsc_err_set(-ENOMEM, "out of memory");
+                /* the request id is on host.drain already: these carry none */
+                if ((r = Q(o->c, ST_EVENT_STATE, NULL, o->actor, "server.drain", all, NULL, "")) < 0 ||
+                    (r = reply_servers_by_uuids(o, all)) < 0)
+                        return r;
+        }
+        return reply_host_named(o, name);
+}
+
+static int op_host_undrain(struct op *o)
+{
+        _cleanup_pgres_ PGresult *h = NULL;
+        int r;
+
+        if ((r = host_lock(o, o->req->host_undrain->ref, &h)) < 0)
+                return r;
+        if ((r = Q(o->c, ST_HOST_SET_ADMIN, NULL, PQgetvalue(h, 0, 0), "active")) < 0 ||
+            (r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.undrain", PQgetvalue(h, 0, 1), o->request_id,
+                   "{}")) < 0)
+                return r;
+        return reply_host_named(o, PQgetvalue(h, 0, 1));
+}
+
+/* remove: only a host nothing is bound to; its events stay (they name it by text). */
+static int op_host_remove(struct op *o)
+{
+        _cleanup_pgres_ PGresult *h = NULL, *cnt = NULL;
+        const char *id, *name, *n;
+        int r;
+
+        if ((r = host_lock(o, o->req->host_remove->ref, &h)) < 0)
+                return r;
+        id = PQgetvalue(h, 0, 0);
+        name = PQgetvalue(h, 0, 1);
+        if ((r = Q(o->c, ST_HOST_BOUND_COUNT, &cnt, id)) < 0)
+                return r;
+        n = PQgetvalue(cnt, 0, 0);
+        if (strcmp(n, "0") != 0)
+                return lsc_err_set(-EBUSY, "host %s still has %s server%s bound to it: drain it first "
+                                   "(lsc host drain %s --wait)", name, n, strcmp(n, "1") ? "s" : "", name);
+        if ((r = reply_host_named(o, name)) < 0 ||
+            (r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.remove", name, o->request_id, "{}")) < 0)
+                return r;
+        return Q(o->c, ST_HOST_DELETE, NULL, id);
+}
+
 static int op_host_list(struct op *o)
 {
         _cleanup_pgres_ PGresult *res = NULL;
@@ -2900,6 +3021,9 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },
         { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
         { LSC__REQUEST__OP_HOST_LIST, check_list, op_host_list, NULL, false },
+        { LSC__REQUEST__OP_HOST_DRAIN, check_ref_op, op_host_drain, NULL, true },
+        { LSC__REQUEST__OP_HOST_UNDRAIN, check_ref_op, op_host_undrain, NULL, true },
+        { LSC__REQUEST__OP_HOST_REMOVE, check_ref_op, op_host_remove, NULL, true },
         /* placement groups */
         { LSC__REQUEST__OP_GROUP_CREATE, check_group_create, op_group_create, NULL, true },
         { LSC__REQUEST__OP_GROUP_DELETE, check_group_ref, op_group_delete, NULL, true },

@@ -1677,6 +1677,84 @@ static void transition_batch_checks_each_generation_and_gives_capacity_back(void
         assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 4);
 }
 
+static struct store_job *host_op(struct fx *f, Lsc__Request__OpCase op, const char *name)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Ref ref = LSC__REF__INIT;
+
+        ref.ref = (char *)name;
+        r.op_case = op;
+        if (op == LSC__REQUEST__OP_HOST_DRAIN)
+                r.host_drain = &ref;
+        else if (op == LSC__REQUEST__OP_HOST_UNDRAIN)
+                r.host_undrain = &ref;
+        else
+                r.host_remove = &ref;
+        return run_on(f->c, &r);
+}
+
+static void drain_moves_what_is_bound_and_remove_needs_an_empty_host(void **state)
+{
+        struct fx *f = *state;
+        char uuids[3][37];
+        uint64_t gens[3];
+        const char *hosts[3] = { "h1", "h1", "h2" };
+        const char *u[2], *to[2] = { "running", "running" };
+        bool no[2] = { false, false };
+        struct store_job *job;
+
+        register_host(f, "h1", 8, 100000);
+        register_host(f, "h2", 8, 100000);
+        for (int i = 0; i < 3; i++) {
+                char name[8];
+                snprintf(name, sizeof(name), "s%d", i);
+                create_ok(f, name, NULL, NULL, NULL);
+                start_ok(f, name, uuids[i], &gens[i]);
+        }
+        store_job_free(bind_op(f, 3, uuids, gens, hosts));
+        u[0] = uuids[0];                 /* s0 runs on h1, s1 is still binding there */
+        gens[0]++;
+        store_job_free(transitions_op(f, 1, u, gens, to, no, no));
+        job = host_op(f, LSC__REQUEST__OP_HOST_REMOVE, "h1");
+        expect(job, LSC__STATUS__ERR_CONFLICT, "host h1 still has 2 servers bound to it");
+        store_job_free(job);
+        /* drain: both move (destroyed there first), s2 on h2 stays */
+        job = host_op(f, LSC__REQUEST__OP_HOST_DRAIN, "h1");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_hosts, 1);
+        assert_string_equal(job->reply->hosts[0]->admin, "drained");
+        assert_int_equal(job->reply->n_servers, 2);
+        for (size_t i = 0; i < 2; i++) {
+                assert_string_equal(job->reply->servers[i]->state, "stopping");
+                assert_string_equal(job->reply->servers[i]->migrate_from, "h1");
+        }
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 's2' AND state = 'binding'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.drain'"), 2);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'host.drain'"
+                                          " AND host_name = 'h1' AND request_id IS NOT NULL"), 1);
+        /* registering again keeps it drained */
+        register_host(f, "h1", 8, 100000);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM hosts WHERE name = 'h1' AND admin = 'drained'"), 1);
+        /* once the destroys are acknowledged (stopping -> pending, released), it can go */
+        sql_ok(f->pg, "UPDATE servers SET state = 'pending', host_id = NULL WHERE state = 'stopping'");
+        job = host_op(f, LSC__REQUEST__OP_HOST_REMOVE, "h1");
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM hosts WHERE name = 'h1'"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'host.remove'"), 1);
+        job = host_op(f, LSC__REQUEST__OP_HOST_UNDRAIN, "h1");
+        expect(job, LSC__STATUS__ERR_NOTFOUND, "host h1 not found");
+        store_job_free(job);
+        job = host_op(f, LSC__REQUEST__OP_HOST_UNDRAIN, "h2");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(job->reply->hosts[0]->admin, "active");
+        store_job_free(job);
+        job = host_op(f, LSC__REQUEST__OP_HOST_DRAIN, "Bad_Name");
+        expect(job, LSC__STATUS__ERR_INVALID, NULL);
+        store_job_free(job);
+}
+
 static struct store_job *thread_wait(struct store *s, int *ret_fatal, int timeout_ms)
 {
         int64_t end = lsc_now_us() + (int64_t)timeout_ms * 1000;
@@ -2356,6 +2434,7 @@ int main(void)
                 T(transitions_apply_only_at_their_generation_and_give_capacity_back),
                 T(start_of_many_servers_is_all_or_nothing),
                 T(transition_batch_checks_each_generation_and_gives_capacity_back),
+                T(drain_moves_what_is_bound_and_remove_needs_an_empty_host),
                 T(mac_auto_allocation_keeps_the_prefix),
                 T(events_are_written_with_each_change),
                 T(concurrent_creates_never_share_an_ip),
