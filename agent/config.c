@@ -20,7 +20,8 @@
 enum key {
         K_NAME, K_MANAGER, K_MANAGER_KEY, K_STATE_DIR, K_DRIVER, K_URI, K_BRIDGE, K_NETWORK,
         K_IMAGE_DIR, K_SHARED_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
-        K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL,
+        K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
+        K_FENCED_SOCKET,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG,
         K_COUNT
 };
@@ -45,6 +46,8 @@ static const char *const key_names[K_COUNT] = {
         [K_DRIVER_SLOW_MS] = "driver_slow_ms",
         [K_REGISTER_RETRY_MS] = "register_retry_ms",
         [K_LOG_LEVEL] = "log_level",
+        [K_DESTROY_BUDGET_MS] = "destroy_budget_ms",
+        [K_FENCED_SOCKET] = "fenced_socket",
         [K_FAKE_FAIL_INSTANTIATE] = "fake_fail_instantiate",
         [K_FAKE_FAIL_MESSAGE] = "fake_fail_message",
         [K_FAKE_LATENCY_MS] = "fake_latency_ms",
@@ -63,6 +66,7 @@ void agent_config_init(struct agent_config *c)
         c->heartbeat_ms = 1000;
         c->driver_slow_ms = 10000;
         c->register_retry_ms = 3000;
+        c->destroy_budget_ms = 3000;
         c->log_level = LSC_LOG_INFO;
 }
 
@@ -79,6 +83,7 @@ void agent_config_free(struct agent_config *c)
         free(c->image_dir);
         free(c->shared_dir);
         free(c->fake_fail_message);
+        free(c->fenced_socket);
         agent_config_init(c);
 }
 
@@ -320,6 +325,16 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 return parse_u32(key, v, 100, 3600000, &c->driver_slow_ms);
         case K_REGISTER_RETRY_MS:
                 return parse_u32(key, v, 100, 600000, &c->register_retry_ms);
+        case K_DESTROY_BUDGET_MS:
+                return parse_u32(key, v, 0, 600000, &c->destroy_budget_ms);
+        case K_FENCED_SOCKET:
+                if (!*v)
+                        return set_str(&c->fenced_socket, NULL);       /* empty: no lsc-fenced */
+                if ((r = check_path(key, v, true)) < 0)
+                        return r;
+                if (strlen(v) >= 108)
+                        return bad(key, v, "a unix socket path is at most 107 bytes");
+                return set_str(&c->fenced_socket, v);
         case K_LOG_LEVEL:
                 if (lsc_log_level_parse(v, &c->log_level) < 0)
                         return bad(key, v, "use error, warn, info or debug");

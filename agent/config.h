@@ -36,6 +36,11 @@ struct agent_config {
                                           * unhealthy; default 10000 */
         uint32_t register_retry_ms;      /* a Register unanswered or refused is sent again
                                           * after this; default 3000 */
+        uint32_t destroy_budget_ms;      /* with no newer ack, every instance is destroyed
+                                          * this long before the lease ends; default 3000
+                                          * (at most half the manager's lease_ttl is used) */
+        char *fenced_socket;             /* lsc-fenced's unix datagram socket, petted with
+                                          * the lease deadline; NULL: no fencing daemon */
         enum lsc_log_level log_level;
         /* fake driver faults, in force from the start */
         uint32_t fake_fail_instantiate;

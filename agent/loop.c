@@ -1,7 +1,9 @@
 /* lsc-agent's loop: zmq_poll over the manager DEALER, its connection monitor, the
- * workers' PAIR sockets, a signalfd and a stop eventfd, with timers on CLOCK_MONOTONIC.
- * It speaks the agent side of the protocol (Register, Heartbeat, Ack, Command, Report);
- * every driver call and every intent write runs on a worker thread, never here. */
+ * workers' PAIR sockets, a signalfd and a stop eventfd, with timers on CLOCK_BOOTTIME.
+ * It speaks the agent side of the protocol (Register, Heartbeat, Ack, Command, Report),
+ * keeps the lease (destroying every instance before it ends without a newer ack) and
+ * pets lsc-fenced with its deadline; every driver call and every intent write runs on
+ * a worker thread, never here. */
 #define _GNU_SOURCE             /* pthread_timedjoin_np */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +14,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -19,6 +23,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "pet.h"
 #include "state.h"
 #include "util.h"
 #include "validate.h"
@@ -31,6 +36,15 @@
 #define JOIN_WAIT_S 5                    /* at exit, how long a driver call may still take */
 #define SPEC_ADDR_MAX 64                 /* MACs, and IPs, per identity */
 #define MAX_MSG ((int64_t)LSC_WIRE_MAX_FRAME * 4)
+
+/* Every time in this file is CLOCK_BOOTTIME: the heartbeat stamps the manager echoes,
+ * hence the lease, and the deadline lsc-fenced is petted with. It counts while the host
+ * is suspended, as the manager's clock does, so a host that wakes after its lease ended
+ * knows it at once instead of running its instances for another lease. */
+static int64_t now_us(void)
+{
+        return lsc_boot_us();
+}
 
 enum job_kind { JOB_OPEN, JOB_PROBE, JOB_INSTANTIATE, JOB_DESTROY, JOB_SHUTDOWN, JOB_KIND_COUNT };
 static const char *const job_kind_names[JOB_KIND_COUNT] = {
@@ -53,6 +67,8 @@ struct job {
         char uuid[DRV_UUID_STR];
         char name[LSC_NAME_MAX + 1];     /* for messages: "" when unknown */
         uint64_t generation, epoch;
+        bool own;                        /* the agent's own decision (its lease ends):
+                                          * nobody waits for a report */
         uint32_t timeout_ms;             /* JOB_SHUTDOWN */
         struct drv_spec spec;            /* JOB_INSTANTIATE; its pointers point into the job */
         char *image, *hostname;
@@ -126,8 +142,17 @@ struct agent_loop {
                                           * older session: their verdicts are ignored */
         uint64_t epoch, incarnation;
         int64_t lease_deadline_us;       /* 0 until an ack gave one */
+        uint32_t lease_ttl_ms;           /* the manager's, from its last ack */
+        bool lease_ending;               /* every instance sent to destroy for this
+                                          * deadline; cleared by an ack that moves it */
+        bool budget_warned;
         int64_t next_beat_us;
         char last_refusal[256];
+
+        /* lsc-fenced */
+        int pet_fd;                      /* -1: no fenced_socket configured */
+        int pet_errno;                   /* why the last pet failed; 0: it went out */
+        bool pet_sent;                   /* some pet ever went out */
 };
 
 /* ---- jobs: run on worker threads ---- */
@@ -161,7 +186,7 @@ static void job_list(struct job *j, struct drv *d)
         struct drv_instance *inv = NULL;
         int n;
 
-        j->inv_us = lsc_now_us();
+        j->inv_us = now_us();
         n = drv_list(d, &inv);
         if (n < 0) {
                 j->health = n;
@@ -307,7 +332,7 @@ static void run_command(struct job *j)
         /* the intent is durable before the hypervisor hears of it */
         if ((r = agent_state_intent(j->state, op, j->uuid, j->generation, j->epoch)) < 0) {
                 job_fail(j, r);
-                j->done_us = lsc_now_us();
+                j->done_us = now_us();
                 return;
         }
         if (j->kind == JOB_INSTANTIATE)
@@ -316,7 +341,7 @@ static void run_command(struct job *j)
                 r = drv_destroy(j->drv, j->uuid, j->generation);
         else
                 r = drv_shutdown(j->drv, j->uuid, j->generation, j->timeout_ms);
-        j->done_us = lsc_now_us();
+        j->done_us = now_us();
         if (r < 0)
                 job_fail(j, r);
         else
@@ -401,7 +426,7 @@ static int worker_give(struct worker *w, struct job *j)
         if (zmq_send(w->sock, &j, sizeof(j), ZMQ_DONTWAIT) != (int)sizeof(j))
                 return lsc_err_set(-errno, "cannot hand a job to a worker: %s", zmq_strerror(errno));
         w->job = j;
-        w->since_us = lsc_now_us();
+        w->since_us = now_us();
         return 0;
 }
 
@@ -469,6 +494,12 @@ static bool health_now(struct agent_loop *l, int64_t now, char *buf, size_t len)
                 snprintf(buf, len, "driver %s: %.200s", l->cfg->driver, l->health_msg);
                 return false;
         }
+        /* healthy, with a note: the agent's own destroys still guard the lease */
+        if (l->pet_fd < 0)
+                snprintf(buf, len, "no fencing daemon (fenced_socket is not set)");
+        else if (l->pet_errno)
+                snprintf(buf, len, "lsc-fenced at %.150s takes no pets: %s", l->cfg->fenced_socket,
+                         strerror(l->pet_errno));
         return true;
 }
 
@@ -600,7 +631,7 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
         env.body_case = LSC__ENVELOPE__BODY_HEARTBEAT;
         env.heartbeat = &hb;
         hb.has_sent_us = 1;
-        hb.sent_us = lsc_now_us();       /* last: the lease counts from the send */
+        hb.sent_us = now_us();           /* last: the lease counts from the send */
         r = send_env(l, &env);
         if (r < 0)
                 log_debug("heartbeat not sent: %s", lsc_err_msg(r));
@@ -643,14 +674,71 @@ static void need_register(struct agent_loop *l, int64_t now)
                 l->next_reg_us = now;
 }
 
+/* How long before the deadline the agent destroys its instances: destroy_budget_ms, but
+ * at most half the lease, or a healthy host would destroy everything after each ack. */
+static int64_t lease_budget_us(const struct agent_loop *l)
+{
+        int64_t budget = (int64_t)l->cfg->destroy_budget_ms * 1000, half = (int64_t)l->lease_ttl_ms * 500;
+
+        return l->lease_ttl_ms && budget > half ? half : budget;
+}
+
+/* When every instance is sent to destroy unless an ack moves the deadline; 0: no lease. */
+static int64_t lease_end_us(const struct agent_loop *l)
+{
+        return l->lease_deadline_us ? l->lease_deadline_us - lease_budget_us(l) : 0;
+}
+
+/* Tells lsc-fenced the deadline. A unix datagram either lands in its queue or fails at
+ * once, so the loop never waits; the next ack tries again. */
+static void pet(struct agent_loop *l)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *path = l->cfg->fenced_socket;
+        char msg[LSC_PET_MAX];
+        int n, e;
+
+        if (l->pet_fd < 0 || (n = lsc_pet_format(msg, sizeof(msg), l->lease_deadline_us)) < 0)
+                return;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if (sendto(l->pet_fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                   sizeof(sa)) == n) {
+                if (l->pet_errno || !l->pet_sent)
+                        log_info("lsc-fenced at %s takes pets: it destroys this host's instances if the "
+                                 "lease ends", path);
+                l->pet_errno = 0;
+                l->pet_sent = true;
+                return;
+        }
+        e = errno;
+        if (e != l->pet_errno)
+                log_warn("cannot pet lsc-fenced at %s: %s: should this agent freeze, nothing destroys its "
+                         "instances when the lease ends", path, strerror(e));
+        l->pet_errno = e;
+}
+
 static void lease_extend(struct agent_loop *l, int64_t from_us, uint32_t ttl_ms, int64_t now)
 {
         int64_t deadline = from_us + (int64_t)ttl_ms * 1000;
 
-        /* for the fencing issue: the agent destroys at deadline - budget, lsc-fenced at it */
-        if (deadline > l->lease_deadline_us)
-                l->lease_deadline_us = deadline;
-        log_debug("lease until now%+lld ms", (long long)((l->lease_deadline_us - now) / 1000));
+        if (ttl_ms != l->lease_ttl_ms) {
+                l->lease_ttl_ms = ttl_ms;
+                if (!l->budget_warned && (uint64_t)l->cfg->destroy_budget_ms * 2 > ttl_ms)
+                        log_warn("destroy_budget_ms %u is more than half the manager's lease of %u ms: "
+                                 "instances are destroyed %u ms before it ends", l->cfg->destroy_budget_ms,
+                                 ttl_ms, ttl_ms / 2);
+                l->budget_warned = true;
+        }
+        if (deadline <= l->lease_deadline_us)
+                return;
+        l->lease_deadline_us = deadline;
+        if (l->lease_ending && lease_end_us(l) > now) {
+                l->lease_ending = false;
+                log_info("lease renewed by an acknowledged heartbeat: until now%+lld ms",
+                         (long long)((deadline - now) / 1000));
+        }
+        pet(l);
+        log_debug("lease until now%+lld ms", (long long)((deadline - now) / 1000));
 }
 
 static void refused(struct agent_loop *l, const char *error)
@@ -902,10 +990,17 @@ static const char *command_refusal(const struct agent_loop *l, const Lsc__Comman
                          (unsigned long long)l->epoch);
                 return why;
         }
-        /* no lease, no new instances: the manager may already have placed them elsewhere */
+        /* no lease, no new instances: the manager may already have placed them elsewhere;
+         * nor while the agent destroys everything before the lease ends */
         if (kind == JOB_INSTANTIATE && l->lease_deadline_us && now >= l->lease_deadline_us) {
                 snprintf(why, len, "the lease expired %lld ms ago: no new instances until the manager "
                          "acknowledges a heartbeat", (long long)((now - l->lease_deadline_us) / 1000));
+                return why;
+        }
+        if (kind == JOB_INSTANTIATE && l->lease_deadline_us && (l->lease_ending || now >= lease_end_us(l))) {
+                snprintf(why, len, "the lease ends in %lld ms without an acknowledged heartbeat: no new "
+                         "instances until the manager acknowledges one",
+                         (long long)((l->lease_deadline_us - now) / 1000));
                 return why;
         }
         if (l->queued >= QUEUE_MAX) {
@@ -949,6 +1044,87 @@ static void on_command(struct agent_loop *l, const Lsc__Command *c, int64_t now)
                 l->queue = j;
         l->queue_tail = j;
         l->queued++;
+        dispatch(l);
+}
+
+/* A destroy of uuid at generation g (or above, if it is there already) on the list of
+ * the agent's own destroys; false when out of memory. */
+static bool own_destroy_add(struct agent_loop *l, struct job **list, const char *uuid, const char *name,
+                            uint64_t g)
+{
+        struct job *j;
+
+        for (j = *list; j; j = j->next)
+                if (strcmp(j->uuid, uuid) == 0) {
+                        if (g > j->generation)
+                                j->generation = g;
+                        return true;
+                }
+        if (!(j = job_new(l, JOB_DESTROY)))
+                return false;
+        snprintf(j->uuid, sizeof(j->uuid), "%s", uuid);
+        snprintf(j->name, sizeof(j->name), "%s", name);
+        j->generation = g;
+        j->own = true;
+        j->next = *list;
+        *list = j;
+        return true;
+}
+
+/* No acknowledged heartbeat moved the deadline: every instance is destroyed, through the
+ * workers and the intent record like any destroy, before the manager may place its
+ * identity elsewhere (lease_ttl + grace after it last heard of this host). Queued
+ * instantiates are dropped; one a worker runs now is followed by a destroy of what it
+ * makes. The decision is the loop's, so a hung driver delays the destroys (lsc-fenced
+ * is there for that), never the decision. */
+static void lease_end(struct agent_loop *l, int64_t now)
+{
+        struct job *own = NULL, **pp = &l->queue, *prev = NULL, *j;
+        int64_t left = l->lease_deadline_us - now;
+        bool oom = false;
+        int n = 0;
+
+        for (int i = 0; i < l->n_inv; i++)
+                oom |= !own_destroy_add(l, &own, l->inv[i].uuid, l->inv[i].name, l->inv[i].generation);
+        for (int i = 0; i < CMD_WORKERS; i++)
+                if ((j = l->cmd[i].job) && j->kind == JOB_INSTANTIATE)
+                        oom |= !own_destroy_add(l, &own, j->uuid, j->name, j->generation);
+        while ((j = *pp)) {
+                if (j->kind != JOB_INSTANTIATE) {
+                        prev = j;
+                        pp = &j->next;
+                        continue;
+                }
+                *pp = j->next;
+                if (l->queue_tail == j)
+                        l->queue_tail = prev;
+                l->queued--;
+                refuse(l, LSC__COMMAND__OP__INSTANTIATE, j->uuid, j->generation, j->epoch,
+                       "the lease ends without an acknowledged heartbeat");
+                job_free(j);
+        }
+        for (j = own; j; j = j->next)
+                n++;
+        if (left >= 0)
+                log_warn("lease ends in %lld ms without an acknowledged heartbeat: destroying %d instances",
+                         (long long)(left / 1000), n);
+        else
+                log_warn("lease ended %lld ms ago without an acknowledged heartbeat: destroying %d instances",
+                         (long long)(-left / 1000), n);
+        if (oom)
+                log_error("out of memory: some instances are not destroyed (lsc-fenced destroys them at the "
+                          "deadline)");
+        /* first in line: they go before any graceful shutdown the manager asked for */
+        while (own) {
+                j = own;
+                own = j->next;
+                j->next = l->queue;
+                l->queue = j;
+                if (!l->queue_tail)
+                        l->queue_tail = j;
+                l->queued++;
+        }
+        l->lease_ending = true;
         dispatch(l);
 }
 
@@ -1000,12 +1176,14 @@ static void command_done(struct agent_loop *l, struct job *j)
                 l->inv_min_us = j->done_us;
         inventory_take(l, j);
         if (j->result == 0)
-                log_info("%s %s generation %llu: done", job_kind_names[j->kind], who(j->name, j->uuid, w),
-                         (unsigned long long)j->generation);
+                log_info("%s %s generation %llu: done%s", job_kind_names[j->kind], who(j->name, j->uuid, w),
+                         (unsigned long long)j->generation, j->own ? " (the lease ends)" : "");
         else
                 log_warn("%s %s generation %llu failed: %s", job_kind_names[j->kind], who(j->name, j->uuid, w),
                          (unsigned long long)j->generation, j->error);
-        send_report(l, kind_op(j->kind), j->uuid, j->generation, j->epoch, j->result == 0, j->error);
+        /* the agent's own destroys show in the inventory; no command waits for them */
+        if (!j->own)
+                send_report(l, kind_op(j->kind), j->uuid, j->generation, j->epoch, j->result == 0, j->error);
 }
 
 static void worker_readable(struct agent_loop *l, struct worker *w, int64_t now)
@@ -1177,6 +1355,8 @@ static int socket_setup(struct agent_loop *l)
 
 static void timers(struct agent_loop *l, int64_t now)
 {
+        if (l->lease_deadline_us && !l->lease_ending && now >= lease_end_us(l))
+                lease_end(l, now);
         if (l->redial_us && now >= l->redial_us) {
                 l->redial_us = 0;
                 zmq_disconnect(l->dealer, l->cfg->manager);     /* ENOENT when already gone */
@@ -1222,6 +1402,8 @@ static long poll_timeout(struct agent_loop *l, int64_t now)
         }
         if (l->redial_us && l->redial_us < next)
                 next = l->redial_us;
+        if (l->lease_deadline_us && !l->lease_ending && lease_end_us(l) < next)
+                next = lease_end_us(l);
         if (next == INT64_MAX)
                 return -1;
         return next <= now ? 0 : (long)((next - now + 999) / 1000);
@@ -1231,6 +1413,10 @@ int agent_loop_run(struct agent_loop *l)
 {
         log_info("lsc-agent %s for host %s: manager %s, driver %s, state in %s", LSC_VERSION, l->cfg->name,
                  l->cfg->manager, l->cfg->driver, l->cfg->state_dir);
+        if (l->pet_fd < 0)
+                log_warn("no fenced_socket: no lsc-fenced destroys this host's instances should this agent "
+                         "freeze; the agent itself destroys them %u ms before its lease ends",
+                         l->cfg->destroy_budget_ms);
         while (!atomic_load(&l->stopping)) {
                 zmq_pollitem_t items[4 + 1 + CMD_WORKERS] = {
                         { .socket = l->dealer, .events = ZMQ_POLLIN },
@@ -1239,13 +1425,13 @@ int agent_loop_run(struct agent_loop *l)
                         { .fd = l->stopfd, .events = ZMQ_POLLIN },
                         { .socket = l->probe.sock, .events = ZMQ_POLLIN },
                 };
-                int64_t now = lsc_now_us();
+                int64_t now = now_us();
                 int n;
 
                 for (int i = 0; i < CMD_WORKERS; i++)
                         items[5 + i] = (zmq_pollitem_t){ .socket = l->cmd[i].sock, .events = ZMQ_POLLIN };
                 timers(l, now);
-                n = zmq_poll(items, (int)ARRAY_SIZE(items), poll_timeout(l, lsc_now_us()));
+                n = zmq_poll(items, (int)ARRAY_SIZE(items), poll_timeout(l, now_us()));
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -1262,7 +1448,7 @@ int agent_loop_run(struct agent_loop *l)
                         if (read(l->stopfd, &v, sizeof(v)) < 0)
                                 log_debug("stop: %s", strerror(errno));
                 }
-                now = lsc_now_us();
+                now = now_us();
                 if (items[1].revents & ZMQ_POLLIN)
                         monitor_readable(l, now);
                 if (items[4].revents & ZMQ_POLLIN)
@@ -1376,6 +1562,8 @@ void agent_loop_destroy(struct agent_loop **lp)
                 close(l->sigfd);
         if (l->stopfd >= 0)
                 close(l->stopfd);
+        if (l->pet_fd >= 0)
+                close(l->pet_fd);
         explicit_bzero(l->sec, sizeof(l->sec));
         if (!all) {
                 /* a hung thread still uses the driver, the record and the context: they go
@@ -1408,7 +1596,7 @@ int agent_loop_new(const struct agent_config *cfg, struct agent_loop **ret)
         if (!l)
                 return lsc_err_set(-ENOMEM, "out of memory");
         l->cfg = cfg;
-        l->sigfd = l->stopfd = -1;
+        l->sigfd = l->stopfd = l->pet_fd = -1;
         atomic_init(&l->drv, NULL);
         atomic_init(&l->stopping, false);
         snprintf(l->sender, sizeof(l->sender), "agent:%s", cfg->name);
@@ -1429,6 +1617,12 @@ int agent_loop_new(const struct agent_config *cfg, struct agent_loop **ret)
         l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (l->stopfd < 0)
                 return lsc_err_set(-errno, "eventfd: %s", strerror(errno));
+        if (cfg->fenced_socket) {
+                l->pet_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (l->pet_fd < 0)
+                        return lsc_err_set(-errno, "cannot create a socket to pet lsc-fenced: %s",
+                                           strerror(errno));
+        }
 
         l->zctx = zmq_ctx_new();
         if (!l->zctx)
@@ -1438,7 +1632,7 @@ int agent_loop_new(const struct agent_config *cfg, struct agent_loop **ret)
         for (int i = 0; i <= CMD_WORKERS; i++)
                 if ((r = worker_start(l, worker_at(l, i))) < 0)
                         return r;
-        l->next_open_us = l->link_down_us = lsc_now_us();
+        l->next_open_us = l->link_down_us = now_us();
         *ret = TAKE_PTR(l);
         return 0;
 }

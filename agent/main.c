@@ -25,6 +25,8 @@ static void usage(FILE *f)
 "                         " AGENT_STATE_DIR_BASE "/HOST)\n"
 "  --driver NAME          libvirt (default) or fake (driver)\n"
 "  --uri URI              libvirt URI (uri, default test:///default)\n"
+"  --fenced-socket PATH   lsc-fenced's socket, petted with the lease deadline\n"
+"                         (fenced_socket; unset: no fencing daemon, a warning)\n"
 "  --log-level LEVEL      error, warn, info (default) or debug (log_level)\n"
 "  --print-public-key     create the keypair if needed, print the public key, exit\n"
 "  --help, --version\n"
@@ -33,10 +35,13 @@ static void usage(FILE *f)
 "vcpus, memory_mib, disk_gib (capacity overrides); alloc_ratio (default 1.0);\n"
 "labels (k=v,k2=v2); heartbeat_ms (default 1000); driver_slow_ms (a driver call\n"
 "running longer makes the host unhealthy, default 10000); register_retry_ms\n"
-"(default 3000); fake_fail_instantiate, fake_fail_message, fake_latency_ms,\n"
+"(default 3000); destroy_budget_ms (without a newer acknowledged heartbeat, every\n"
+"instance is destroyed this long before the lease ends; default 3000, at most half\n"
+"the manager's lease is used); fake_fail_instantiate, fake_fail_message, fake_latency_ms,\n"
 "fake_unhealthy, fake_hang (driver fake only). Command-line options win.\n"
 "\n"
-"The agent stops on SIGTERM or SIGINT; its instances keep running.\n");
+"The agent stops on SIGTERM or SIGINT; its instances keep running (until its lease\n"
+"ends, when lsc-fenced destroys them unless a restarted agent pets it again).\n");
 }
 
 int main(int argc, char **argv)
@@ -49,6 +54,7 @@ int main(int argc, char **argv)
                 { "state-dir", required_argument, NULL, 's' },
                 { "driver", required_argument, NULL, 'd' },
                 { "uri", required_argument, NULL, 'u' },
+                { "fenced-socket", required_argument, NULL, 'F' },
                 { "log-level", required_argument, NULL, 'L' },
                 { "print-public-key", no_argument, NULL, 'P' },
                 { "help", no_argument, NULL, 'h' },
@@ -73,6 +79,7 @@ int main(int argc, char **argv)
                 case 's': key = "state_dir"; break;
                 case 'd': key = "driver"; break;
                 case 'u': key = "uri"; break;
+                case 'F': key = "fenced_socket"; break;
                 case 'L': key = "log_level"; break;
                 case 'c': config_file = optarg; break;
                 case 'P': print_key = true; break;

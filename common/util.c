@@ -1,5 +1,5 @@
-/* Clocks (monotonic for durations and deadlines, wall time only for display) and a
- * binary search by string key. */
+/* Clocks (monotonic for durations and deadlines, boot time for leases, wall time only
+ * for display) and a binary search by string key. */
 #include <string.h>
 #include <time.h>
 #include "util.h"
@@ -12,6 +12,7 @@ static int64_t clock_us(clockid_t id)
 }
 
 int64_t lsc_now_us(void) { return clock_us(CLOCK_MONOTONIC); }
+int64_t lsc_boot_us(void) { return clock_us(CLOCK_BOOTTIME); }
 int64_t lsc_wall_us(void) { return clock_us(CLOCK_REALTIME); }
 
 size_t lsc_sorted_find(const void *base, size_t n, size_t size, const char *key,

@@ -22,5 +22,9 @@ size_t lsc_sorted_find(const void *base, size_t n, size_t size, const char *key,
 
 /* Monotonic time in microseconds (CLOCK_MONOTONIC); never compare across hosts. */
 int64_t lsc_now_us(void);
+/* CLOCK_BOOTTIME in microseconds: monotonic too, but it keeps counting while the host
+ * is suspended. Leases use it (a suspended host's lease must run out as the manager's
+ * clock runs on); system-wide, so two processes of one host may compare it. */
+int64_t lsc_boot_us(void);
 /* Wall clock in microseconds, for timestamps shown to people only. */
 int64_t lsc_wall_us(void);

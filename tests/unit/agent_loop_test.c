@@ -1,7 +1,9 @@
 /* agent/loop.c: the real agent loop, in a thread, against a tiny fake manager in this
  * file (a CURVE ROUTER on tcp://127.0.0.1 with a ZAP handler that admits the agent's key
  * only), on the fake driver: registration, heartbeats, re-registration, commands with
- * epochs and tombstones, and a hung driver that must not stop the heartbeats. */
+ * epochs and tombstones, a hung driver that must not stop the heartbeats, and the
+ * lease: pets to a socket standing in for lsc-fenced, and every instance destroyed
+ * before the deadline when no ack comes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 #include <libvirt/libvirt.h>
@@ -25,6 +29,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "pet.h"
 #include "state.h"
 #include "util.h"
 #include "wire.h"
@@ -54,6 +59,11 @@ struct fixture {
         uint64_t epoch, incarnation;     /* what skipped heartbeats are acked with */
         uint64_t seq;
         int zap_refused;
+        uint32_t lease_ttl_ms;           /* what acks grant */
+        bool silent;                     /* skipped heartbeats are not acked */
+        /* lsc-fenced, as far as the agent can tell: a datagram socket */
+        char pet_path[96];
+        int pet_fd;
         /* the agent */
         struct agent_config cfg;
         struct agent_loop *loop;
@@ -116,7 +126,7 @@ static void mgr_ack(struct fixture *f, uint64_t seq, int64_t echo, uint64_t epoc
         ack.echo_sent_us = echo;
         ack.incarnation = incarnation;
         ack.epoch = epoch;
-        ack.lease_ttl_ms = 10000;
+        ack.lease_ttl_ms = f->lease_ttl_ms;
         ack.reregister = reregister;
         ack.status = status;
         ack.error = (char *)error;
@@ -159,7 +169,7 @@ static Lsc__Envelope *expect(struct fixture *f, Lsc__Envelope__BodyCase want, in
                 assert_string_equal(env->sender, "agent:" HOST);
                 if (env->body_case == want)
                         return env;
-                if (env->body_case == LSC__ENVELOPE__BODY_HEARTBEAT)
+                if (env->body_case == LSC__ENVELOPE__BODY_HEARTBEAT && !f->silent)
                         ack_heartbeat(f, env);
                 lsc_wire_free(env);
         }
@@ -356,6 +366,17 @@ static int setup(void **state)
         len = sizeof(f->endpoint);
         assert_int_equal(zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &len), 0);
 
+        {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+                snprintf(f->pet_path, sizeof(f->pet_path), "%s/fenced.sock", f->dir);
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->pet_path);
+                f->pet_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                assert_true(f->pet_fd >= 0);
+                assert_int_equal(bind(f->pet_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        }
+        f->lease_ttl_ms = 10000;
+
         agent_config_init(&f->cfg);
         set(f, "name", HOST);
         set(f, "manager", f->endpoint);
@@ -368,6 +389,7 @@ static int setup(void **state)
         set(f, "heartbeat_ms", "100");
         set(f, "driver_slow_ms", "300");
         set(f, "register_retry_ms", "300");
+        set(f, "fenced_socket", f->pet_path);
         if ((r = agent_config_finish(&f->cfg, true)) < 0)
                 fail_msg("config: %s", lsc_err_msg(r));
         agent_start(f);
@@ -385,6 +407,7 @@ static int teardown(void **state)
         zmq_close(f->router);
         zmq_close(f->zap);
         zmq_ctx_term(f->zctx);
+        close(f->pet_fd);
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
         assert_int_equal(system(cmd), 0);
         free(f);
@@ -728,6 +751,167 @@ static void restart_reconciles_the_record_with_the_hypervisor(void **state)
         virConnectClose(observer);
 }
 
+/* The latest deadline petted since the last call, 0 when none came. */
+static int64_t last_pet(struct fixture *f)
+{
+        int64_t last = 0;
+        char buf[LSC_PET_MAX + 1];
+        ssize_t n;
+
+        while ((n = recv(f->pet_fd, buf, sizeof(buf), 0)) > 0) {
+                int64_t d = 0;
+
+                assert_int_equal(lsc_pet_parse(buf, (size_t)n, &d), 0);
+                assert_true(d >= last);  /* never backwards */
+                last = d;
+        }
+        return last;
+}
+
+/* The next heartbeat, not acked. */
+static Lsc__Envelope *unacked_heartbeat(struct fixture *f)
+{
+        return expect_ok(f, LSC__ENVELOPE__BODY_HEARTBEAT, 2000);
+}
+
+static void acks_pet_the_fencing_daemon_with_the_deadline(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_envelope_ Lsc__Envelope *hb = NULL;
+        int64_t d;
+
+        registered(f, EPOCH, INC1);
+        hb = session_heartbeat(f);
+        last_pet(f);
+        ack_heartbeat(f, hb);
+        for (int i = 0; !(d = last_pet(f)); i++) {
+                assert_true(i < 200);
+                usleep(10000);
+        }
+        /* the heartbeat's stamp is CLOCK_BOOTTIME, the deadline that plus the lease */
+        assert_int_equal(d, hb->heartbeat->sent_us + 10000 * 1000LL);
+        assert_true(d > lsc_boot_us() + 8000 * 1000LL && d <= lsc_boot_us() + 10000 * 1000LL);
+}
+
+/* With no ack, every instance goes destroy_budget_ms (here half the 1 s lease, since
+ * the default 3 s budget is more than half) before the deadline, and nothing new
+ * starts; an ack renews the lease and the host takes work again. */
+static void lease_ending_destroys_every_instance_before_the_deadline(void **state)
+{
+        struct fixture *f = *state;
+        Lsc__Envelope *rep, *hb;
+        int64_t deadline = 0, gone_us = 0;
+
+        f->lease_ttl_ms = 1000;
+        registered(f, EPOCH, INC1);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 1, EPOCH, "web1");
+        rep = report(f, U1, 1, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U2, 4, EPOCH, "web2");
+        rep = report(f, U2, 4, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+        inventory_shows(f, U1, 1, true);
+
+        /* the manager goes quiet (two beats: the last ack has been taken by then) */
+        f->silent = true;
+        lsc_wire_free(unacked_heartbeat(f));
+        lsc_wire_free(unacked_heartbeat(f));
+        deadline = last_pet(f);
+        assert_true(deadline > lsc_boot_us());
+        for (;;) {
+                hb = unacked_heartbeat(f);
+                if (!has_instance(hb->heartbeat, U1, 1) && !has_instance(hb->heartbeat, U2, 4)) {
+                        gone_us = hb->heartbeat->sent_us;
+                        lsc_wire_free(hb);
+                        break;
+                }
+                lsc_wire_free(hb);
+                assert_true(lsc_boot_us() < deadline + 2000000);
+        }
+        /* reported gone in a heartbeat sent before the deadline */
+        if (gone_us >= deadline)
+                fail_msg("instances still listed %lld ms after the deadline",
+                         (long long)((gone_us - deadline) / 1000));
+        assert_int_equal(last_pet(f), 0);        /* no ack, no pet */
+
+        /* no new instances meanwhile */
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U3, 1, EPOCH, "web3");
+        rep = report(f, U3, 1, 2000);
+        assert_false(rep->report->ok);
+        assert_non_null(strstr(rep->report->error, "lease"));
+        lsc_wire_free(rep);
+
+        /* an ack renews the lease: a pet, and work is taken again */
+        f->silent = false;
+        for (int64_t d = 0; d <= deadline;) {
+                inventory_shows(f, U1, 1, false);
+                d = last_pet(f);
+                assert_true(lsc_boot_us() < deadline + 3000000);
+        }
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U3, 1, EPOCH, "web3");
+        rep = report(f, U3, 1, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+        /* the destroyed bindings stay destroyed (tombstones), newer ones are welcome */
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 1, EPOCH, "web1");
+        rep = report(f, U1, 1, 5000);
+        assert_false(rep->report->ok);
+        lsc_wire_free(rep);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 2, EPOCH, "web1");
+        rep = report(f, U1, 2, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+}
+
+/* The decision is the loop's: with every driver call hung, the agent still refuses new
+ * instances when the lease is ending, and destroys as soon as the driver answers. */
+static void hung_driver_does_not_delay_the_lease_decision(void **state)
+{
+        struct fixture *f = *state;
+        Lsc__Envelope *rep, *hb;
+        struct drv *d;
+        int64_t deadline = 0;
+
+        f->lease_ttl_ms = 1000;
+        registered(f, EPOCH, INC1);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 1, EPOCH, "web1");
+        rep = report(f, U1, 1, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+        inventory_shows(f, U1, 1, true);
+        d = agent_loop_driver(f->loop);
+        assert_non_null(d);
+        assert_int_equal(drv_fake_inject(d, DRV_FAKE_HANG, 1, NULL), 0);
+
+        f->silent = true;
+        lsc_wire_free(unacked_heartbeat(f));
+        lsc_wire_free(unacked_heartbeat(f));
+        deadline = last_pet(f);
+        assert_true(deadline > lsc_boot_us());
+        /* past deadline - budget (500 ms): refused at once, by the loop */
+        while (lsc_boot_us() < deadline - 400000)
+                usleep(10000);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U2, 1, EPOCH, "web2");
+        rep = report(f, U2, 1, 2000);
+        assert_false(rep->report->ok);
+        assert_non_null(strstr(rep->report->error, "lease"));
+        lsc_wire_free(rep);
+
+        assert_int_equal(drv_fake_inject(d, DRV_FAKE_HANG, 0, NULL), 0);
+        for (;;) {
+                hb = unacked_heartbeat(f);
+                if (!has_instance(hb->heartbeat, U1, 1)) {
+                        lsc_wire_free(hb);
+                        break;
+                }
+                lsc_wire_free(hb);
+                assert_true(lsc_boot_us() < deadline + 3000000);
+        }
+        f->silent = false;
+}
+
 int main(void)
 {
         if (getenv("LSC_TEST_DEBUG"))
@@ -743,6 +927,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(hung_driver_keeps_heartbeats_and_says_unhealthy, setup, teardown),
                 cmocka_unit_test_setup_teardown(restart_keeps_the_tombstone, setup, teardown),
                 cmocka_unit_test_setup_teardown(restart_reconciles_the_record_with_the_hypervisor, setup, teardown),
+                cmocka_unit_test_setup_teardown(acks_pet_the_fencing_daemon_with_the_deadline, setup, teardown),
+                cmocka_unit_test_setup_teardown(lease_ending_destroys_every_instance_before_the_deadline, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(hung_driver_does_not_delay_the_lease_decision, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
