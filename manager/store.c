@@ -3334,6 +3334,8 @@ static void thread_bring_up(struct store *s, struct thread_state *t, int64_t dea
         t->backoff = t->backoff * 2 > BACKOFF_IDLE_MAX_US ? BACKOFF_IDLE_MAX_US : t->backoff * 2;
 }
 
+#define SLOW_JOB_US 2000000
+
 static void thread_job(struct store *s, struct thread_state *t, struct store_msg *m)
 {
         if (!t->fatal && !t->c->migrated)
@@ -3343,8 +3345,14 @@ static void thread_job(struct store *s, struct thread_state *t, struct store_msg
         else if (!t->c->migrated)
                 job_fail(m->job, LSC__STATUS__ERR_UNAVAILABLE, "database unavailable: ",
                          t->c->why[0] ? t->c->why : "not connected");
-        else
+        else {
+                int64_t t0 = lsc_now_us(), took;
                 store_run(t->c, m->job, m->deadline_us);
+                /* a slow job holds up every other: say so */
+                if ((took = lsc_now_us() - t0) > SLOW_JOB_US)
+                        log_warn("store: request %d took %.1f s", m->job->request ? (int)m->job->request->op_case : 0,
+                                 (double)took / 1e6);
+        }
         if (!m->job->reply)
                 job_fail(m->job, LSC__STATUS__ERR_INTERNAL, "", "the store built no reply");
 }
