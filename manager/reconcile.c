@@ -998,26 +998,41 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
 
 /* ---- the periodic part ------------------------------------------------------ */
 
+/* Asks the store for the view (once at a time; a failed load is asked for again). */
+static void load(struct loop *l)
+{
+        struct reconcile *rc = &l->reconcile;
+        Lsc__Request *req;
+        Lsc__Load *ld;
+
+        if (rc->loaded || rc->load_inflight)
+                return;
+        req = calloc(1, sizeof(*req));
+        ld = calloc(1, sizeof(*ld));
+        if (!req || !ld) {
+                free(req);
+                free(ld);
+                return;
+        }
+        lsc__request__init(req);
+        lsc__load__init(ld);
+        req->op_case = LSC__REQUEST__OP_LOAD;
+        req->load = ld;
+        if (submit(l, req) == 0)
+                rc->load_inflight = true;
+}
+
+void reconcile_start(struct loop *l)
+{
+        load(l);
+}
+
 void reconcile_tick(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
 
         if (!rc->loaded) {
-                if (!rc->load_inflight) {
-                        Lsc__Request *req = calloc(1, sizeof(*req));
-                        Lsc__Load *load = calloc(1, sizeof(*load));
-                        if (!req || !load) {
-                                free(req);
-                                free(load);
-                                return;
-                        }
-                        lsc__request__init(req);
-                        lsc__load__init(load);
-                        req->op_case = LSC__REQUEST__OP_LOAD;
-                        req->load = load;
-                        if (submit(l, req) == 0)
-                                rc->load_inflight = true;
-                }
+                load(l);
                 return;
         }
         for (size_t i = 0; i < rc->n_servers; i++) {

@@ -103,6 +103,8 @@ int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);
 void reconcile_fini(struct reconcile *rc);
 
 /* The loop calls these. */
+/* Asks for the view at once: the store thread runs the load as soon as it is connected. */
+void reconcile_start(struct loop *l);
 void reconcile_tick(struct loop *l, int64_t now_us);
 /* A finished internal store job (load, bind, transition); takes the job. */
 void reconcile_job_done(struct loop *l, struct store_job *job);
