@@ -60,6 +60,7 @@
 struct opts {
         uint64_t hosts, identities, naive, beat_ms, window, per_sim, chunk;
         bool keep;
+        bool ready_only;                 /* only lscd's memory and time to ready */
 };
 
 /* What the simulators and the parent share (MAP_SHARED, made before the fork). */
@@ -1760,12 +1761,19 @@ static int parse(int argc, char **argv, struct opts *o)
                         o->keep = true;
                         continue;
                 }
+                if (!strcmp(argv[i], "--ready-only")) {
+                        o->ready_only = true;
+                        continue;
+                }
                 if (!strcmp(argv[i], "--help")) {
                         printf("Usage: bench-bind [--hosts N] [--identities N] [--naive-identities N] [--keep]\n"
                                "                  [--beat-ms N] [--window N] [--start-chunk N] [--hosts-per-process N]\n"
+                               "                  [--ready-only]\n"
                                "Binds N identities to H simulated CurveZMQ agents through a real lscd and a\n"
                                "private durable PostgreSQL; see docs/performance.md. --naive-identities 0\n"
-                               "skips the one-transaction-per-binding run (default min(N, %d)).\n", NAIVE_DEFAULT);
+                               "skips the one-transaction-per-binding run (default min(N, %d)); --ready-only\n"
+                               "measures only lscd's memory per identity and time to ready (no binding run).\n",
+                               NAIVE_DEFAULT);
                         exit(0);
                 }
                 if (!dst || i + 1 >= argc) {
@@ -1947,6 +1955,8 @@ int main(int argc, char **argv)
         rss_per_id = (double)(loaded.rss_kib - empty.rss_kib) / (double)main_run.n;
         rss_per_id_hosts = (double)(loaded.rss_kib - hosts_only.rss_kib) / (double)main_run.n;
 
+        if (B.o.ready_only)
+                goto out;
         if ((r = run_bind(&main_run)) < 0)
                 goto out;
         if (naive.n && (r = run_bind(&naive)) < 0)
@@ -1958,10 +1968,10 @@ out:
         printf("bench-bind: lscd + PostgreSQL (%s) + %llu simulated CurveZMQ agents, %llu identities\n",
                settings, (unsigned long long)B.o.hosts, (unsigned long long)B.o.identities);
         print_run(&main_run);
-        if (naive.n)
+        if (naive.n && !B.o.ready_only)
                 print_run(&naive);
         else
-                printf("naive run: skipped (--naive-identities 0)\n");
+                printf("naive run: skipped (%s)\n", B.o.ready_only ? "--ready-only" : "--naive-identities 0");
         if (loaded.ready_s > 0) {
                 printf("lscd memory (VmRSS, no agent connected): empty %ld KiB; %llu hosts without identities %ld KiB; "
                        "%llu hosts with %llu running identities %ld KiB (peak %ld KiB) => %.2f KiB per identity over "

@@ -362,6 +362,7 @@ int loop_run(struct loop *l)
 
         log_info("lscd listening for the CLI on %s (incarnation %016llx)", l->cfg.cli_endpoint,
                  (unsigned long long)l->incarnation);
+        reconcile_start(l);
         while (!l->stopping) {
                 zmq_pollitem_t items[] = {
                         { .socket = l->cli, .events = ZMQ_POLLIN },

@@ -3,6 +3,7 @@
  * committed by compare-and-set in the store, and only then sent to an agent. A stale
  * instance (an older generation, or one this lscd did not bind there) is destroyed. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@
 #define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
 
+const char *const reconcile_state_names[RECONCILE_STATE_COUNT] = {
+        "defined", "pending", "binding", "running", "stopping", "lost", "fencing", "failed",
+};
+const char *const reconcile_desired_names[RECONCILE_DESIRED_COUNT] = { "running", "stopped", "deleted" };
+
 int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed)
 {
         memset(rc, 0, sizeof(*rc));
@@ -33,7 +39,8 @@ int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed)
 void reconcile_fini(struct reconcile *rc)
 {
         for (size_t i = 0; i < rc->n_servers; i++) {
-                lsc__server__free_unpacked(rc->servers[i]->sv, NULL);
+                free(rc->servers[i]->why);
+                free(rc->servers[i]->row);
                 free(rc->servers[i]);
         }
         free(rc->servers);
@@ -70,7 +77,7 @@ static struct reconcile_server *find(const struct reconcile *rc, const char *uui
  * heartbeat can tell cheaply whether an instance has vanished. */
 static void recount(struct reconcile *rc, struct reconcile_server *s, bool gone)
 {
-        bool want = !gone && s->sv && !strcmp(s->sv->state, "running") && s->host >= 0;
+        bool want = !gone && s->state == RECONCILE_RUNNING && s->host >= 0;
 
         if (s->counted && (!want || s->counted_host != s->host)) {
                 rc->running_on[s->counted_host]--;
@@ -100,7 +107,8 @@ static void forget(struct reconcile *rc, const char *uuid)
         if (!found)
                 return;
         recount(rc, rc->servers[i], true);
-        lsc__server__free_unpacked(rc->servers[i]->sv, NULL);
+        free(rc->servers[i]->why);
+        free(rc->servers[i]->row);
         free(rc->servers[i]);
         memmove(rc->servers + i, rc->servers + i + 1, (rc->n_servers - i - 1) * sizeof(*rc->servers));
         rc->n_servers--;
@@ -148,19 +156,33 @@ static void enqueue(struct reconcile *rc, struct reconcile_server *s)
         s->queued = true;
 }
 
-static const char *state_of(const struct reconcile_server *s)
-{
-        return s->sv && s->sv->state ? s->sv->state : "";
-}
-
 static bool in_state(const struct reconcile_server *s, const char *state)
 {
-        return strcmp(state_of(s), state) == 0;
+        return s->state < RECONCILE_STATE_COUNT && strcmp(reconcile_state_names[s->state], state) == 0;
+}
+
+/* The rest of s's row (spec, migrate_from, migrate_to); NULL when out of memory.
+ * Freed with lsc__server__free_unpacked. */
+static Lsc__Server *row_unpack(const struct reconcile_server *s)
+{
+        static const uint8_t none;
+
+        return lsc__server__unpack(NULL, s->row_len, s->row ? s->row : &none);
+}
+
+/* For log lines: s's name, or "?". */
+static const char *name_of(const struct reconcile_server *s, char *buf, size_t len)
+{
+        Lsc__Server *row = row_unpack(s);
+
+        snprintf(buf, len, "%s", row && row->spec && row->spec->name ? row->spec->name : "?");
+        lsc__server__free_unpacked(row, NULL);
+        return buf;
 }
 
 /* ---- the view ------------------------------------------------------------- */
 
-static const struct reconcile_group *group_find(const struct reconcile *rc, const char *name)
+static struct reconcile_group *group_find(const struct reconcile *rc, const char *name)
 {
         for (size_t i = 0; name && name[0] && i < rc->n_groups; i++)
                 if (strcmp(rc->groups[i].name, name) == 0)
@@ -168,47 +190,59 @@ static const struct reconcile_group *group_find(const struct reconcile *rc, cons
         return NULL;
 }
 
+/* The group called name, made (not yet known: no policy) when no reply named it yet;
+ * NULL when out of memory. */
+static struct reconcile_group *group_get(struct reconcile *rc, const char *name)
+{
+        struct reconcile_group *g = group_find(rc, name), *ng;
+
+        if (g)
+                return g;
+        ng = realloc(rc->groups, (rc->n_groups + 1) * sizeof(*ng));
+        if (!ng)
+                return NULL;
+        rc->groups = ng;
+        g = &rc->groups[rc->n_groups++];
+        memset(g, 0, sizeof(*g));
+        snprintf(g->name, sizeof(g->name), "%s", name);
+        g->id = rc->n_groups;            /* ids are never reused: names are */
+        return g;
+}
+
 void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n)
 {
         struct reconcile *rc = &l->reconcile;
 
         for (size_t i = 0; i < n; i++) {
-                struct reconcile_group *g = (struct reconcile_group *)group_find(rc, v[i]->name);
+                struct reconcile_group *g;
                 int policy = lsc_enum_parse(sched_policy_names, SCHED_POLICY_COUNT, v[i]->policy);
 
-                if (!g) {
-                        struct reconcile_group *ng = realloc(rc->groups, (rc->n_groups + 1) * sizeof(*ng));
-                        if (!ng)
-                                return;
-                        rc->groups = ng;
-                        g = &rc->groups[rc->n_groups++];
-                        snprintf(g->name, sizeof(g->name), "%s", v[i]->name);
-                        g->id = rc->n_groups;    /* ids are never reused: names are */
-                }
+                if (!v[i]->name || !v[i]->name[0])
+                        continue;        /* no server can name it */
+                if (!(g = group_get(rc, v[i]->name)))
+                        return;
+                g->known = true;
                 g->policy = policy < 0 ? SCHED_POLICY_ANTI_AFFINITY : (enum sched_policy)policy;
                 g->max_per_host = v[i]->has_max_per_host ? v[i]->max_per_host : 0;
         }
 }
 
-static void request_of(struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
+/* Only a group a reply described has a policy to place by. */
+static void request_group(struct sched_request *rq, const struct reconcile_group *g)
+{
+        if (!g || !g->known)
+                return;
+        rq->group = g->id;
+        rq->policy = g->policy;
+        rq->max_per_host = g->policy == SCHED_POLICY_AFFINITY ? 0 : g->max_per_host;
+        rq->group_name = g->name;
+}
+
+/* Required labels and a migration's hosts, from a row. */
+static void request_constraints(struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
 {
         const Lsc__ServerSpec *sp = sv->spec;
-        int kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
-        const struct reconcile_group *g = group_find(rc, sv->group);
 
-        memset(rq, 0, sizeof(*rq));
-        rq->kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
-        if (sp) {
-                rq->need.vcpus = sp->vcpus;
-                rq->need.memory_mib = sp->memory_mib;
-                rq->need.disk_gib = sp->disk_gib;
-        }
-        if (g) {
-                rq->group = g->id;
-                rq->policy = g->policy;
-                rq->max_per_host = g->policy == SCHED_POLICY_AFFINITY ? 0 : g->max_per_host;
-                rq->group_name = g->name;
-        }
         /* required host labels, as the view's label ids (a label no host has gets an id
          * of its own, so nothing matches it: the reason says which) */
         rq->nlabels = 0;
@@ -232,6 +266,51 @@ static void request_of(struct reconcile *rc, const Lsc__Server *sv, struct sched
         }
 }
 
+/* The request for a row that is not tracked (a plan). */
+static void request_of_row(struct reconcile *rc, const Lsc__Server *sv, struct sched_request *rq)
+{
+        const Lsc__ServerSpec *sp = sv->spec;
+        int kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
+
+        memset(rq, 0, sizeof(*rq));
+        rq->kind = kind < 0 ? LSC_KIND_VM : (enum lsc_kind)kind;
+        if (sp) {
+                rq->need.vcpus = sp->vcpus;
+                rq->need.memory_mib = sp->memory_mib;
+                rq->need.disk_gib = sp->disk_gib;
+        }
+        request_group(rq, group_find(rc, sv->group));
+        request_constraints(rc, sv, rq);
+}
+
+/* What s needs and its group: all that the view's usage counts. */
+static void request_base(struct reconcile *rc, const struct reconcile_server *s, struct sched_request *rq)
+{
+        memset(rq, 0, sizeof(*rq));
+        rq->kind = (enum lsc_kind)s->kind;
+        rq->need.vcpus = s->vcpus;
+        rq->need.memory_mib = s->memory_mib;
+        rq->need.disk_gib = s->disk_gib;
+        if (s->group)
+                request_group(rq, &rc->groups[s->group - 1]);
+        rq->labels = rc->req_ids;
+}
+
+/* s's whole request, for a placement; -ENOMEM when its row cannot be unpacked. */
+static int request_of(struct reconcile *rc, const struct reconcile_server *s, struct sched_request *rq)
+{
+        Lsc__Server *row;
+
+        request_base(rc, s, rq);
+        if (!s->constrained)
+                return 0;
+        if (!(row = row_unpack(s)))
+                return -ENOMEM;
+        request_constraints(rc, row, rq);
+        lsc__server__free_unpacked(row, NULL);
+        return 0;
+}
+
 /* Counts (or stops counting) s on its host in the view. */
 static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t host)
 {
@@ -239,11 +318,11 @@ static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t
 
         if (s->applied || host < 0)
                 return;
-        request_of(rc, s->sv, &rq);
+        request_base(rc, s, &rq);
         if (sched_apply(rc->view, &rq, (uint32_t)host) == 0) {
                 s->applied = true;
-                s->host = host;
-                s->group = rq.group;
+                s->host = (int32_t)host;
+                s->applied_group = (uint32_t)rq.group;
         }
 }
 
@@ -252,8 +331,8 @@ static void view_unapply(struct reconcile *rc, struct reconcile_server *s)
         struct sched_request rq;
 
         if (s->applied && s->host >= 0) {
-                request_of(rc, s->sv, &rq);
-                rq.group = s->group;     /* what apply counted, whatever the record says now */
+                request_base(rc, s, &rq);
+                rq.group = s->applied_group;     /* what apply counted, whatever the record says now */
                 sched_unapply(rc->view, &rq, (uint32_t)s->host);
         }
         s->applied = false;
@@ -366,7 +445,7 @@ static int transition(struct loop *l, struct reconcile_server *s, const char *co
         lsc__transition__init(t);
         t->uuid = dup_or_empty(s->uuid);
         t->has_generation = t->has_release = t->has_failure = 1;
-        t->generation = s->sv->generation;
+        t->generation = s->generation;
         for (size_t i = 0; i < n_from; i++)
                 fr[i] = dup_or_empty(from[i]);
         t->from = fr;
@@ -452,9 +531,9 @@ void reconcile_flush(struct loop *l)
 
 /* ---- commands to agents ---------------------------------------------------- */
 
-static struct liveness_host *host_of(struct loop *l, const struct reconcile_server *s)
+static struct liveness_host *host_of(const struct reconcile_server *s)
 {
-        return s->sv->host && s->sv->host[0] ? liveness_find(&l->liveness, s->sv->host) : NULL;
+        return s->bound;
 }
 
 static void command(struct loop *l, struct liveness_host *h, Lsc__Command__Op op, const char *uuid,
@@ -494,115 +573,179 @@ static void command(struct loop *l, struct liveness_host *h, Lsc__Command__Op op
 /* Sends what s's state asks of its host: instantiate when binding, destroy when stopping. */
 static void drive(struct loop *l, struct reconcile_server *s, int64_t now)
 {
-        struct liveness_host *h = host_of(l, s);
+        struct liveness_host *h = host_of(s);
 
         if (!h || h->epoch == 0)
                 return;
-        if (in_state(s, "binding"))
-                command(l, h, LSC__COMMAND__OP__INSTANTIATE, s->uuid, s->sv->generation, s->sv->spec);
-        else if (in_state(s, "stopping"))
-                command(l, h, LSC__COMMAND__OP__DESTROY, s->uuid, s->sv->generation, NULL);
-        else
+        if (in_state(s, "binding")) {
+                Lsc__Server *row = row_unpack(s);
+                if (!row)
+                        return;          /* sent again at the next resend */
+                command(l, h, LSC__COMMAND__OP__INSTANTIATE, s->uuid, s->generation, row->spec);
+                lsc__server__free_unpacked(row, NULL);
+        } else if (in_state(s, "stopping")) {
+                command(l, h, LSC__COMMAND__OP__DESTROY, s->uuid, s->generation, NULL);
+        } else {
                 return;
+        }
         s->sent_us = now;
 }
 
 /* ---- following the store's truth -------------------------------------------- */
 
+/* The rest of sv's row, packed: what only INSTANTIATE, a constrained placement and
+ * log lines need. 0, or -ENOMEM. */
+static int row_pack(const Lsc__Server *sv, uint8_t **ret_row, uint32_t *ret_len)
+{
+        Lsc__Server rest = LSC__SERVER__INIT;
+        uint8_t *row = NULL;
+        size_t len;
+
+        rest.spec = sv->spec;
+        rest.migrate_from = sv->migrate_from && sv->migrate_from[0] ? sv->migrate_from : NULL;
+        rest.migrate_to = sv->migrate_to && sv->migrate_to[0] ? sv->migrate_to : NULL;
+        len = lsc__server__get_packed_size(&rest);
+        if (len > UINT32_MAX)
+                return -ENOMEM;
+        if (len && !(row = malloc(len)))
+                return -ENOMEM;
+        if (len)
+                lsc__server__pack(&rest, row);
+        *ret_row = row;
+        *ret_len = (uint32_t)len;
+        return 0;
+}
+
+/* A state-only row (a transition batch's reply) changes no identity, but may start or
+ * end a migration: the record's packed row then gets sv's migrate_from and migrate_to.
+ * *ret_row stays NULL when the packed row is kept as it is (the common case). */
+static int row_repack(const struct reconcile_server *s, const Lsc__Server *sv, uint8_t **ret_row,
+                      uint32_t *ret_len, bool *ret_constrained)
+{
+        bool migrating = (sv->migrate_from && sv->migrate_from[0]) || (sv->migrate_to && sv->migrate_to[0]);
+        Lsc__Server *old, merged = LSC__SERVER__INIT;
+        int r;
+
+        *ret_row = NULL;
+        *ret_len = 0;
+        *ret_constrained = false;
+        if (!s->constrained && !migrating)
+                return 0;                /* no labels required, no migration before or now */
+        if (!(old = row_unpack(s)))
+                return -ENOMEM;
+        merged.spec = old->spec;
+        merged.migrate_from = sv->migrate_from;
+        merged.migrate_to = sv->migrate_to;
+        r = row_pack(&merged, ret_row, ret_len);
+        *ret_constrained = (old->spec && old->spec->n_require_labels > 0) || migrating;
+        lsc__server__free_unpacked(old, NULL);
+        return r;
+}
+
 /* Takes sv (the store's row for one server) as the truth and acts on it. */
-static void adopt(struct loop *l, Lsc__Server *sv)
+static void adopt(struct loop *l, const Lsc__Server *sv)
 {
         struct reconcile *rc = &l->reconcile;
         struct reconcile_server *s = find(rc, sv->uuid);
-        bool changed;
+        const Lsc__ServerSpec *sp = sv->spec;
+        struct liveness_host *bound = NULL;
+        struct reconcile_group *g = NULL;
+        uint8_t *row = NULL;
+        uint32_t row_len = 0;
+        int state, desired, kind;
+        bool changed, constrained = false;
 
         if (!strcmp(sv->state, "defined")) {
                 if (s) {
                         view_unapply(rc, s);
                         forget(rc, sv->uuid);
                 }
-                lsc__server__free_unpacked(sv, NULL);
                 return;
         }
-        if (!sv->spec && (!s || !s->sv)) {
-                /* a state-only row (the reply of a bind or a transition batch) of a
-                 * server not tracked: nothing to merge it into */
-                lsc__server__free_unpacked(sv, NULL);
+        if (!sp && !s)
+                return;          /* a state-only row (a transition batch's) of a server not tracked */
+        state = lsc_enum_parse(reconcile_state_names, RECONCILE_STATE_COUNT, sv->state);
+        desired = sv->desired ? lsc_enum_parse(reconcile_desired_names, RECONCILE_DESIRED_COUNT, sv->desired) : -1;
+        kind = sp && sp->kind ? lsc_enum_parse(lsc_kind_names, LSC_KIND_COUNT, sp->kind) : 0;
+        /* every host a row names is a host of the store, so liveness knows it after the
+         * load; the record points at it instead of keeping its name */
+        if (sv->host && sv->host[0] && !(bound = liveness_get(&l->liveness, sv->host)))
                 return;
-        }
+        if (sp && sv->group && sv->group[0] && !(g = group_get(rc, sv->group)))
+                return;
+        if ((sp ? row_pack(sv, &row, &row_len) : row_repack(s, sv, &row, &row_len, &constrained)) < 0)
+                return;
         if (!s && !(s = track(rc, sv->uuid))) {
-                lsc__server__free_unpacked(sv, NULL);
+                free(row);
                 return;
         }
-        changed = !s->sv || strcmp(s->sv->state, sv->state) != 0 || s->sv->generation != sv->generation;
+        /* a record just made is in no state yet: defined is never kept */
+        changed = s->state == RECONCILE_DEFINED ||
+                  s->state != (state < 0 ? RECONCILE_STATE_COUNT : state) || s->generation != sv->generation;
         /* the view counts a server where the store says it is bound */
-        if (s->applied && (!sv->host || !sv->host[0] || (s->sv && strcmp(s->sv->host, sv->host) != 0)))
+        if (s->applied && (!bound || s->bound != bound))
                 view_unapply(rc, s);
-        if (!sv->spec) {
-                /* state-only: the identity is the one the record has (taken only now:
-                 * view_unapply above counts with the record's sizes) */
-                sv->spec = TAKE_PTR(s->sv->spec);
-                sv->group = TAKE_PTR(s->sv->group);
-                sv->has_created_at = s->sv->has_created_at;
-                sv->created_at = s->sv->created_at;
-                sv->has_expires_at = s->sv->has_expires_at;
-                sv->expires_at = s->sv->expires_at;
+        s->state = state < 0 ? RECONCILE_STATE_COUNT : (uint8_t)state;
+        s->desired = desired < 0 ? RECONCILE_WANT_STOPPED : (uint8_t)desired;
+        s->generation = sv->generation;
+        s->bound = bound;
+        if (sp) {
+                s->kind = kind < 0 ? LSC_KIND_VM : (uint8_t)kind;
+                s->group = g ? (uint32_t)g->id : 0;
+                s->vcpus = sp->vcpus;
+                s->memory_mib = sp->memory_mib;
+                s->disk_gib = sp->disk_gib;
+                constrained = sp->n_require_labels > 0 || (sv->migrate_from && sv->migrate_from[0]) ||
+                              (sv->migrate_to && sv->migrate_to[0]);
         }
-        if (s->sv)
-                lsc__server__free_unpacked(s->sv, NULL);
-        s->sv = sv;
+        s->constrained = constrained;
+        if (row || sp) {
+                free(s->row);
+                s->row = row;
+                s->row_len = row_len;
+        }
         if (changed) {
                 s->since_us = lsc_now_us();
                 s->sent_us = 0;
         }
-        if (sv->host && sv->host[0]) {
-                struct liveness_host *h = liveness_find(&l->liveness, sv->host);
-                if (h && h->view >= 0)
-                        view_apply(rc, s, h->view);
-        }
+        if (bound && bound->view >= 0)
+                view_apply(rc, s, bound->view);
         recount(rc, s, false);
         if (changed)
                 s->missing = 0;
-        if (in_state(s, "pending") && strcmp(sv->desired, "running") == 0)
+        if (in_state(s, "pending") && s->desired == RECONCILE_WANT_RUNNING)
                 enqueue(rc, s);
         if (changed)
                 drive(l, s, lsc_now_us());
 }
 
-/* Detaches every server of a reply so the records can keep them. */
+/* The records keep what they need of a reply's rows: the reply stays the job's. */
 static void adopt_all(struct loop *l, Lsc__Reply *rp)
 {
-        for (size_t i = 0; rp && i < rp->n_servers; i++) {
-                Lsc__Server *sv = rp->servers[i];
-                rp->servers[i] = NULL;
-                adopt(l, sv);
-        }
-        if (rp)
-                rp->n_servers = 0;
+        for (size_t i = 0; rp && i < rp->n_servers; i++)
+                adopt(l, rp->servers[i]);
 }
 
 void reconcile_observe(struct loop *l, Lsc__Server *const *v, size_t n)
 {
         if (!l->reconcile.loaded)
                 return;                  /* the load that is coming sees them */
-        for (size_t i = 0; i < n; i++) {
-                /* the CLI's reply keeps its copy: adopt a copy of our own */
-                size_t len = lsc__server__get_packed_size(v[i]);
-                uint8_t *buf = malloc(len ? len : 1);
-                Lsc__Server *copy;
-                if (!buf)
-                        continue;
-                lsc__server__pack(v[i], buf);
-                copy = lsc__server__unpack(NULL, len, buf);
-                free(buf);
-                if (copy)
-                        adopt(l, copy);
-        }
+        for (size_t i = 0; i < n; i++)
+                adopt(l, v[i]);
+}
+
+static int server_uuid_cmp(const void *a, const void *b)
+{
+        return strcmp((*(Lsc__Server *const *)a)->uuid, (*(Lsc__Server *const *)b)->uuid);
 }
 
 static void loaded(struct loop *l, Lsc__Reply *rp)
 {
         struct reconcile *rc = &l->reconcile;
+
+        /* in the table's order, so that every record is appended, never inserted */
+        if (rp->n_servers > 1)
+                qsort(rp->servers, rp->n_servers, sizeof(*rp->servers), server_uuid_cmp);
 
         reconcile_observe_groups(l, rp->groups, rp->n_groups);
         for (size_t i = 0; i < rp->n_hosts; i++)
@@ -611,8 +754,16 @@ static void loaded(struct loop *l, Lsc__Reply *rp)
                                   lsc_err_msg(-EIO));
         rc->loaded = true;
         rc->dhcp_dirty = true;
-        log_info("view loaded: %zu hosts, %zu servers not merely defined", rp->n_hosts, rp->n_servers);
         adopt_all(l, rp);
+        log_info("view loaded: %zu hosts, %zu servers not merely defined", rp->n_hosts, rp->n_servers);
+        /* The rows (and the store thread's copies they were made from) were the largest
+         * thing lscd ever holds, in the store thread's malloc arena: freed, those pages
+         * would stay resident for the life of the process unless trimmed. Freed only
+         * once every record is made, so no record reuses a chunk among them. */
+        for (size_t i = 0; i < rp->n_servers; i++)
+                lsc__server__free_unpacked(TAKE_PTR(rp->servers[i]), NULL);
+        rp->n_servers = 0;
+        malloc_trim(0);
 }
 
 static void place(struct loop *l, int64_t now);
@@ -738,14 +889,15 @@ void reconcile_job_done(struct loop *l, struct store_job *job)
 static void no_fit(struct loop *l, struct reconcile_server *s, const struct sched_request *rq,
                    const struct sched_reasons *why)
 {
-        char line[256];
+        char line[256], name[LSC_NAME_MAX + 1];
 
         l->reconcile.no_fit++;
         sched_reasons_format(l->reconcile.view, rq, why, line, sizeof(line));
-        if (strcmp(line, s->why) == 0 || s->busy)
+        if (strcmp(line, s->why ? s->why : "") == 0 || s->busy)
                 return;                  /* said already */
-        snprintf(s->why, sizeof(s->why), "%s", line);
-        log_info("server %s (%s) stays pending: %s", s->sv->spec ? s->sv->spec->name : "?", s->uuid, line);
+        free(s->why);
+        s->why = strdup(line);           /* out of memory: said again next time */
+        log_info("server %s (%s) stays pending: %s", name_of(s, name, sizeof(name)), s->uuid, line);
         transition(l, s, FROM("pending"), "pending", "server.pending", line, false, false);
 }
 
@@ -779,7 +931,7 @@ static void place(struct loop *l, int64_t now)
                 uint32_t host;
                 Lsc__Binding *b;
 
-                if (!s || !in_state(s, "pending") || strcmp(s->sv->desired, "running") != 0) {
+                if (!s || !in_state(s, "pending") || s->desired != RECONCILE_WANT_RUNNING) {
                         if (s)
                                 s->queued = false;
                         continue;        /* no longer wants a host */
@@ -795,7 +947,10 @@ static void place(struct loop *l, int64_t now)
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
                         continue;
                 }
-                request_of(rc, s->sv, &rq);
+                if (request_of(rc, s, &rq) < 0) {
+                        memcpy(rc->queue[keep++], rc->queue[i], 37);
+                        continue;        /* out of memory: the next pass */
+                }
                 if (sched_place(rc->view, &rq, &rc->rng, &host, &why) < 0) {
                         no_fit(l, s, &rq, &why);
                         any_no_fit = true;
@@ -812,12 +967,13 @@ static void place(struct loop *l, int64_t now)
                 lsc__binding__init(b);
                 b->uuid = strdup(s->uuid);
                 b->has_generation = 1;
-                b->generation = s->sv->generation;
+                b->generation = s->generation;
                 b->host = strdup(sched_view_host(rc->view, host)->name);
                 bind->bindings[n++] = b;
                 s->queued = false;
                 s->busy = true;
-                s->why[0] = '\0';
+                free(s->why);
+                s->why = NULL;
         }
         rc->n_queue = keep;
         if (any_no_fit)
@@ -849,7 +1005,7 @@ void reconcile_host_registered(struct loop *l, struct liveness_host *h, const Ls
         /* a new session: whatever was on its way to this host is sent again */
         for (size_t i = 0; i < rc->n_servers; i++) {
                 struct reconcile_server *s = rc->servers[i];
-                if (s->sv->host && !strcmp(s->sv->host, h->name)) {
+                if (s->bound == h) {
                         if (s->host < 0)
                                 view_apply(rc, s, h->view);
                         drive(l, s, lsc_now_us());
@@ -883,18 +1039,20 @@ static void find_vanished(struct loop *l, struct liveness_host *h)
         for (size_t i = 0; i < rc->n_servers; i++) {
                 struct reconcile_server *s = rc->servers[i];
                 bool seen = false;
-                char reason[200];
+                char reason[200], name[LSC_NAME_MAX + 1];
 
                 if (s->host != h->view || !in_state(s, "running") || s->busy)
                         continue;
                 for (size_t k = 0; k < h->n_instances && !seen; k++)
                         seen = !strcmp(h->instances[k].uuid, s->uuid) &&
-                               h->instances[k].generation == s->sv->generation;
-                if (seen || ++s->missing < 2)
+                               h->instances[k].generation == s->generation;
+                if (!seen && s->missing < UINT8_MAX)
+                        s->missing++;
+                if (seen || s->missing < 2)
                         continue;
                 snprintf(reason, sizeof(reason), "vanished from host %s; placing it again", h->name);
-                log_warn("server %s (%s) g%llu %s", s->sv->spec ? s->sv->spec->name : "?", s->uuid,
-                         (unsigned long long)s->sv->generation, reason);
+                log_warn("server %s (%s) g%llu %s", name_of(s, name, sizeof(name)), s->uuid,
+                         (unsigned long long)s->generation, reason);
                 view_unapply(rc, s);
                 transition(l, s, FROM("running"), "pending", "server.vanished", reason, true, false);
         }
@@ -911,15 +1069,14 @@ void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
         for (size_t i = 0; i < h->n_instances; i++) {
                 const struct liveness_instance *in = &h->instances[i];
                 struct reconcile_server *s = find(rc, in->uuid);
-                bool ours = s && s->sv->host && !strcmp(s->sv->host, h->name) &&
-                            in->generation == s->sv->generation;
+                bool ours = s && s->bound == h && in->generation == s->generation;
 
                 if (!ours) {
                         /* an older generation, or bound elsewhere, or no longer wanted:
                          * at most one live copy, so this one goes */
-                        if (s && s->sv->host && !strcmp(s->sv->host, h->name) && in->generation > s->sv->generation)
+                        if (s && s->bound == h && in->generation > s->generation)
                                 continue;        /* newer than we know: the store will tell */
-                        if (s && (s->busy || in_state(s, "binding")) && in->generation >= s->sv->generation)
+                        if (s && (s->busy || in_state(s, "binding")) && in->generation >= s->generation)
                                 continue;
                         log_info("host %s runs %s g%llu, which it should not: destroying it", h->name,
                                  in->uuid, (unsigned long long)in->generation);
@@ -944,8 +1101,7 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
         struct reconcile_server *s = rp->uuid ? find(rc, rp->uuid) : NULL;
         char reason[300];
 
-        if (!s || s->busy || !s->sv->host || strcmp(s->sv->host, h->name) != 0 ||
-            rp->generation != s->sv->generation)
+        if (!s || s->busy || s->bound != h || rp->generation != s->generation)
                 return;                  /* stale: the heartbeat inventory settles it */
         if (rp->op == LSC__COMMAND__OP__INSTANTIATE && in_state(s, "binding")) {
                 if (rp->ok) {
@@ -964,9 +1120,9 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
                         return;
                 }
                 view_unapply(rc, s);
-                if (!strcmp(s->sv->desired, "deleted"))
+                if (s->desired == RECONCILE_WANT_DELETED)
                         transition(l, s, FROM("stopping"), "deleted", "server.stopped", "", true, false);
-                else if (!strcmp(s->sv->desired, "running"))
+                else if (s->desired == RECONCILE_WANT_RUNNING)
                         transition(l, s, FROM("stopping"), "pending", "server.stopped", "waiting for a host",
                                    true, false);
                 else
@@ -976,26 +1132,41 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
 
 /* ---- the periodic part ------------------------------------------------------ */
 
+/* Asks the store for the view (once at a time; a failed load is asked for again). */
+static void load(struct loop *l)
+{
+        struct reconcile *rc = &l->reconcile;
+        Lsc__Request *req;
+        Lsc__Load *ld;
+
+        if (rc->loaded || rc->load_inflight)
+                return;
+        req = calloc(1, sizeof(*req));
+        ld = calloc(1, sizeof(*ld));
+        if (!req || !ld) {
+                free(req);
+                free(ld);
+                return;
+        }
+        lsc__request__init(req);
+        lsc__load__init(ld);
+        req->op_case = LSC__REQUEST__OP_LOAD;
+        req->load = ld;
+        if (submit(l, req) == 0)
+                rc->load_inflight = true;
+}
+
+void reconcile_start(struct loop *l)
+{
+        load(l);
+}
+
 void reconcile_tick(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
 
         if (!rc->loaded) {
-                if (!rc->load_inflight) {
-                        Lsc__Request *req = calloc(1, sizeof(*req));
-                        Lsc__Load *load = calloc(1, sizeof(*load));
-                        if (!req || !load) {
-                                free(req);
-                                free(load);
-                                return;
-                        }
-                        lsc__request__init(req);
-                        lsc__load__init(load);
-                        req->op_case = LSC__REQUEST__OP_LOAD;
-                        req->load = load;
-                        if (submit(l, req) == 0)
-                                rc->load_inflight = true;
-                }
+                load(l);
                 return;
         }
         for (size_t i = 0; i < rc->n_servers; i++) {
@@ -1007,13 +1178,13 @@ void reconcile_tick(struct loop *l, int64_t now)
                 if (in_state(s, "binding") && now - s->since_us > rc->bind_timeout_us) {
                         char reason[200];
                         snprintf(reason, sizeof(reason), "host %s did not confirm the start within %lld s",
-                                 s->sv->host, (long long)(rc->bind_timeout_us / 1000000));
+                                 s->bound ? s->bound->name : "", (long long)(rc->bind_timeout_us / 1000000));
                         view_unapply(rc, s);
                         transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
                         continue;
                 }
                 if ((in_state(s, "binding") || in_state(s, "stopping")) && now - s->sent_us > RESEND_US &&
-                    (h = host_of(l, s)) && h->state == LIVENESS_UP)
+                    (h = host_of(s)) && h->state == LIVENESS_UP)
                         drive(l, s, now);
         }
         place(l, now);
@@ -1047,7 +1218,7 @@ int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply)
 
         if (!rc->loaded)
                 return lsc_err_set(-EAGAIN, "lscd is still loading its view: try again in a moment");
-        request_of(rc, sv, &rq);
+        request_of_row(rc, sv, &rq);
         if (rq.has_to && rq.to_host == UINT32_MAX)
                 return lsc_err_set(-ENOENT, "host %s is not known to lscd", sv->migrate_to);
         reply->plan = calloc(n ? n : 1, sizeof(*reply->plan));

@@ -13,25 +13,66 @@ struct loop;
 struct liveness_host;
 struct liveness;
 
+/* The store's states and desires, as the record keeps them (the names are the
+ * store's and DESIGN.md's). */
+enum reconcile_state {
+        RECONCILE_DEFINED,               /* never kept: a record in it was just made */
+        RECONCILE_PENDING,
+        RECONCILE_BINDING,
+        RECONCILE_RUNNING,
+        RECONCILE_STOPPING,
+        RECONCILE_LOST,
+        RECONCILE_FENCING,
+        RECONCILE_FAILED,
+        RECONCILE_STATE_COUNT            /* also: a state this lscd does not know */
+};
+extern const char *const reconcile_state_names[RECONCILE_STATE_COUNT];
+
+enum reconcile_desired {
+        RECONCILE_WANT_RUNNING,
+        RECONCILE_WANT_STOPPED,          /* also: a desire this lscd does not know */
+        RECONCILE_WANT_DELETED,
+        RECONCILE_DESIRED_COUNT
+};
+extern const char *const reconcile_desired_names[RECONCILE_DESIRED_COUNT];
+
+/* One per identity that is not merely defined: 100,000 of them at scale, so what the
+ * loop reads on every tick, heartbeat and placement is kept as plain members, and the
+ * rest of the store's row (the spec an INSTANTIATE carries, the required labels, a
+ * migration's hosts) stays packed (an Lsc__Server holding only spec, migrate_from and
+ * migrate_to), unpacked where it is needed. A row from the load is whole only for a
+ * binding server: the others' specs have name, kind, size and required labels, and
+ * the bind that makes them binding again brings the whole row. */
 struct reconcile_server {
         char uuid[37];
-        Lsc__Server *sv;                 /* the store's latest truth (owned) */
-        int64_t host;                    /* sched view index of its host, -1 unbound */
+        uint8_t state;                   /* enum reconcile_state */
+        uint8_t desired;                 /* enum reconcile_desired */
+        uint8_t kind;                    /* enum lsc_kind, for the scheduler's request */
+        uint8_t missing;                 /* heartbeats in a row that did not show it (saturates) */
+        bool queued : 1;                 /* in the pending queue */
+        bool busy : 1;                   /* a store job about it is in flight */
+        bool counted : 1;                /* in running_on[counted_host] */
+        bool applied : 1;                /* counted in the view's host usage (at host) */
+        bool constrained : 1;            /* required labels or a migration: request_of unpacks row */
+        uint32_t vcpus;
+        uint32_t group;                  /* reconcile_group id of its group, 0: none */
+        uint32_t applied_group;          /* the group counted with it in the view */
+        int32_t host;                    /* sched view index of its host, -1 unbound */
+        int32_t counted_host;
+        uint32_t row_len;
+        uint64_t generation;
+        uint64_t memory_mib, disk_gib;
         int64_t since_us;                /* when it entered its state, for timeouts */
         int64_t sent_us;                 /* when its command was last sent (0: not yet) */
-        bool queued;                     /* in the pending queue */
-        bool busy;                       /* a store job about it is in flight */
-        uint64_t group;                  /* the group counted with it in the view */
-        bool counted;                    /* in running_on[counted_host] */
-        int64_t counted_host;
-        int missing;                     /* heartbeats in a row that did not show it */
-        bool applied;                    /* counted in the view's host usage */
-        char why[256];                   /* last no-fit reason written, to avoid repeats */
+        struct liveness_host *bound;     /* the host the store binds it to, NULL: none */
+        char *why;                       /* last no-fit reason written, to avoid repeats; or NULL */
+        uint8_t *row;                    /* the packed rest of the store's row, row_len bytes */
 };
 
 struct reconcile_group {
         char name[64];
-        uint64_t id;                     /* the view's group id, 1.. */
+        uint64_t id;                     /* the view's group id, 1..: groups[id - 1] */
+        bool known;                      /* observed; else only named by a server so far */
         enum sched_policy policy;
         uint32_t max_per_host;
 };
@@ -65,6 +106,8 @@ int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);
 void reconcile_fini(struct reconcile *rc);
 
 /* The loop calls these. */
+/* Asks for the view at once: the store thread runs the load as soon as it is connected. */
+void reconcile_start(struct loop *l);
 void reconcile_tick(struct loop *l, int64_t now_us);
 /* After each round of events: the state changes gathered go to the store as one batch. */
 void reconcile_flush(struct loop *l);

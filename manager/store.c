@@ -75,6 +75,23 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
         " ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key)" \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"
 
+/* The same columns, for lscd's load of every server not merely defined, with only what
+ * its view and records need (placement, state, host, name for its logs): empty MACs,
+ * IPs, labels, image, hostname, disk mode, pool, times and reason. Only a binding
+ * server's INSTANTIATE may be sent from a loaded row, and binding rows are loaded with
+ * SERVER_COLS. At 100,000 rows SERVER_COLS's per-row subqueries cost seconds. */
+#define SERVER_LOAD_COLS                                                                \
+        "SELECT s.uuid, s.name, s.kind, s.vcpus, s.memory_mib, s.disk_gib, '', '', '',"   \
+        " '{}', '{}', '{}', '{}', '', 0::bigint, s.desired, s.state, coalesce(h.name, '')," \
+        " s.generation, coalesce(g.name, ''), 0::bigint, 0::bigint, 0::bigint, '', s.failures," \
+        " coalesce(s.migrate_from, ''), coalesce(s.migrate_to, ''),"                    \
+        " CASE WHEN s.require_labels = '{}' THEN '{}' ELSE"                             \
+        "   ARRAY(SELECT l.key FROM jsonb_each_text(s.require_labels) l ORDER BY l.key) END," \
+        " CASE WHEN s.require_labels = '{}' THEN '{}' ELSE"                             \
+        "   ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key) END" \
+        " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"                         \
+        " LEFT JOIN groups g ON g.id = s.group_id"
+
 enum server_col {
         SC_UUID, SC_NAME, SC_KIND, SC_VCPUS, SC_MEMORY, SC_DISK, SC_DISK_MODE, SC_IMAGE,
         SC_HOSTNAME, SC_LABEL_KEYS, SC_LABEL_VALUES, SC_MACS, SC_IPS, SC_POOL, SC_LIFETIME,
@@ -103,16 +120,22 @@ enum server_col {
 
 enum pool_col { PC_ID, PC_NAME, PC_CIDR, PC_GATEWAY, PC_ALLOCATED };
 
-#define HOST_COLS                                                                       \
+#define HOST_COLS_BUT_INSTANCES                                                         \
         "SELECT h.id, h.uuid::text, h.name, h.liveness, h.admin, h.driver, h.kind,"      \
         " ARRAY(SELECT l.key FROM jsonb_each_text(h.labels) l ORDER BY l.key),"         \
         " ARRAY(SELECT l.value FROM jsonb_each_text(h.labels) l ORDER BY l.key),"       \
         " h.vcpus, h.memory_mib, h.disk_gib, h.alloc_ratio,"                             \
         " h.used_vcpus, h.used_memory_mib, h.used_disk_gib, h.epoch,"                    \
-        " floor(extract(epoch FROM h.created_at))::bigint,"                             \
+        " floor(extract(epoch FROM h.created_at))::bigint,"
+
+#define HOST_COLS                                                                       \
+        HOST_COLS_BUT_INSTANCES                                                         \
         " coalesce((SELECT array_agg(s.name ORDER BY s.name) FROM servers s"             \
         "           WHERE s.host_id = h.id)::text, '{}')"                                \
         " FROM hosts h"
+
+/* The load's hosts: the view has no use for the names of their servers. */
+#define HOST_LOAD_COLS HOST_COLS_BUT_INSTANCES " '{}' FROM hosts h"
 
 enum host_col {
         HC_ID, HC_UUID, HC_NAME, HC_LIVENESS, HC_ADMIN, HC_DRIVER, HC_KIND, HC_LABEL_KEYS,
@@ -129,11 +152,17 @@ enum host_col {
 enum event_col { EC_ID, EC_AT, EC_ACTOR, EC_KIND, EC_SERVER, EC_UUID, EC_DETAIL };
 
 /* ---- placement groups: a group row with its members (server names, sorted) ---- */
-#define GROUP_COLS                                                                      \
+#define GROUP_COLS_BUT_MEMBERS                                                          \
         "SELECT g.id, g.name, g.policy, g.max_per_host,"                                \
-        " floor(extract(epoch FROM g.created_at))::bigint,"                             \
+        " floor(extract(epoch FROM g.created_at))::bigint,"
+
+#define GROUP_COLS                                                                      \
+        GROUP_COLS_BUT_MEMBERS                                                          \
         " ARRAY(SELECT s.name FROM servers s WHERE s.group_id = g.id ORDER BY s.name)"  \
         " FROM groups g"
+
+/* The load's groups: their policies, not their members. */
+#define GROUP_LOAD_COLS GROUP_COLS_BUT_MEMBERS " '{}'::text[] FROM groups g"
 
 enum group_col { GC_ID, GC_NAME, GC_POLICY, GC_MAX_PER_HOST, GC_CREATED, GC_MEMBERS };
 /* ---- end of placement groups ---- */
@@ -148,9 +177,9 @@ enum stmt {
         ST_POOL_BY_NAME, ST_POOL_BY_ID, ST_POOL_LIST, ST_POOL_FIRST_TWO, ST_POOL_CONTAINING,
         ST_POOL_OVERLAP, ST_POOL_INSERT, ST_POOL_LOCK, ST_POOL_DELETE,
         ST_EVENT_SERVER, ST_EVENT_POOL, ST_EVENT_SEEN, ST_EVENT_LIST_ALL, ST_EVENT_LIST_SERVER,
-        ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_HOST_LIST_ALL,
-        ST_EVENT_HOST,
-        ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_SERVERS_ACTIVE, ST_BIND_SERVERS, ST_BIND_RESERVE,
+        ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_HOST_LIST_ALL, ST_EVENT_HOST,
+        ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_LOAD_SETTINGS, ST_LOAD_SERVERS, ST_LOAD_HOSTS,
+        ST_LOAD_GROUPS, ST_BIND_SERVERS, ST_BIND_RESERVE,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
         ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS, ST_SERVER_STATES,
         ST_HOST_LOCK_BY_NAME, ST_HOST_LOCK_BY_UUID, ST_HOST_SET_ADMIN, ST_HOST_DRAIN_SERVERS,
@@ -310,8 +339,17 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " failures = CASE WHEN $5::boolean THEN 0 ELSE failures END, updated_at = now()"
                 " WHERE uuid = $1::uuid"),
         S(ST_SERVERS_BY_UUIDS, true, SERVER_COLS " WHERE s.uuid = ANY($1::uuid[]) ORDER BY s.name"),
-        /* what the loop's view is rebuilt from: everything not merely defined */
-        S(ST_SERVERS_ACTIVE, true, SERVER_COLS " WHERE s.state <> 'defined' ORDER BY s.name"),
+        /* What the loop's view is rebuilt from: every server not merely defined (in one
+         * statement, so in one snapshot; those whose INSTANTIATE may be sent again whole),
+         * every host and group, unsorted where the loop does not care. The planner costs
+         * the required-labels subqueries as if every row ran them and JIT-compiles the
+         * load, which takes longer than the load: not in this transaction. */
+        S(ST_LOAD_SETTINGS, true, "SELECT set_config('jit', 'off', true)"),
+        S(ST_LOAD_SERVERS, true,
+                SERVER_LOAD_COLS " WHERE s.state NOT IN ('defined', 'binding')"
+                " UNION ALL " SERVER_COLS " WHERE s.state = 'binding'"),
+        S(ST_LOAD_HOSTS, true, HOST_LOAD_COLS " ORDER BY h.name"),
+        S(ST_LOAD_GROUPS, true, GROUP_LOAD_COLS " ORDER BY g.name"),
         /* compare-and-set, set-based: a binding commits only at the generation the
          * scheduler saw, and bumps it */
         S(ST_BIND_SERVERS, true,
@@ -2061,9 +2099,9 @@ static int reply_servers_by_uuids(struct op *o, const char *uuids)
         return reply_servers(o, res);
 }
 
-/* Rows with the state only (no spec): the replies of bind and transition batches,
- * which only lscd's loop reads and which it merges into the rows it has. Building
- * the whole row costs six subqueries per server. */
+/* Rows with the state only (no spec): the reply of a transition batch, which only
+ * lscd's loop reads and which it merges into the records it has. Building the whole
+ * row costs six subqueries per server. */
 static int reply_states_by_uuids(struct op *o, const char *uuids)
 {
         _cleanup_pgres_ PGresult *res = NULL;
@@ -2347,7 +2385,9 @@ static int op_bind(struct op *o)
                 r = event_state(o, "server.binding", array_literal(&o->in, done, ndone), NULL);
         else
                 r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "bind.refused", NULL, o->request_id, "{}");
-        if (r < 0 || (r = reply_states_by_uuids(o, all)) < 0)
+        /* whole rows: lscd's loop sends INSTANTIATE with the spec of what it bound (its
+         * view keeps only what placing needs of servers that are not binding) */
+        if (r < 0 || (r = reply_servers_by_uuids(o, all)) < 0)
                 return r;
         /* refused: what this transaction did not bind (whatever state it is in now) */
         for (size_t i = 0; i < n; i++) {
@@ -2525,12 +2565,17 @@ static int reply_groups(struct op *o, const PGresult *res);
 
 static int op_load(struct op *o)
 {
-        _cleanup_pgres_ PGresult *servers = NULL, *hosts = NULL, *groups = NULL;
+        _cleanup_pgres_ PGresult *settings = NULL, *servers = NULL, *hosts = NULL, *groups = NULL;
         int r;
 
-        if ((r = Q0(o->c, ST_SERVERS_ACTIVE, &servers)) < 0 || (r = Q0(o->c, ST_HOST_LIST_ALL, &hosts)) < 0 ||
-            (r = Q0(o->c, ST_GROUP_LIST, &groups)) < 0 || (r = reply_servers(o, servers)) < 0 ||
-            (r = reply_groups(o, groups)) < 0)
+        if ((r = Q0(o->c, ST_LOAD_SETTINGS, &settings)) < 0 || (r = Q0(o->c, ST_LOAD_SERVERS, &servers)) < 0 ||
+            (r = Q0(o->c, ST_LOAD_HOSTS, &hosts)) < 0 || (r = Q0(o->c, ST_LOAD_GROUPS, &groups)) < 0)
+                return r;
+        /* the large result goes as soon as it is in the reply */
+        if ((r = reply_servers(o, servers)) < 0)
+                return r;
+        PQclear(TAKE_PTR(servers));
+        if ((r = reply_groups(o, groups)) < 0)
                 return r;
         return reply_hosts(o, hosts);
 }

@@ -1755,6 +1755,107 @@ static void drain_moves_what_is_bound_and_remove_needs_an_empty_host(void **stat
         store_job_free(job);
 }
 
+static bool packed_equal(const Lsc__Server *a, const Lsc__Server *b)
+{
+        size_t la = lsc__server__get_packed_size(a), lb = lsc__server__get_packed_size(b);
+        uint8_t *pa = malloc(la + 1), *pb = malloc(lb + 1);
+        bool eq;
+
+        assert_non_null(pa);
+        assert_non_null(pb);
+        lsc__server__pack(a, pa);
+        lsc__server__pack(b, pb);
+        eq = la == lb && memcmp(pa, pb, la) == 0;
+        free(pa);
+        free(pb);
+        return eq;
+}
+
+/* lscd's load: a binding server whole (its INSTANTIATE may be sent again from it), the
+ * others with what the view needs, no defined one; hosts without their servers' names. */
+static void load_gives_binding_servers_whole_and_the_others_what_the_view_needs(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerSpec sp = spec_of("run1");
+        Lsc__Label need = LSC__LABEL__INIT, *needp[1] = { &need };
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Load ld = LSC__LOAD__INIT;
+        char uuids[3][37];
+        uint64_t gens[3];
+        const char *hosts[2] = { "h1", "h1" };
+        struct store_job *job;
+
+        register_host(f, "h1", 16, 100000);
+        pool_ok(f, "lan", "10.70.0.0/24", NULL);
+        create_ok(f, "bind1", "02:00:00:00:70:01", "10.70.0.5", "lan");
+        need.key = "rack";
+        need.value = "r1";
+        sp.n_require_labels = 1;
+        sp.require_labels = needp;
+        sp.pool = "lan";
+        job = create_spec(f, &sp);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+        create_ok(f, "idle", NULL, NULL, NULL);
+        create_ok(f, "wait", NULL, NULL, NULL);
+        start_ok(f, "bind1", uuids[0], &gens[0]);
+        start_ok(f, "run1", uuids[1], &gens[1]);
+        start_ok(f, "wait", uuids[2], &gens[2]);
+        job = bind_op(f, 2, uuids, gens, hosts);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_refused, 0);
+        store_job_free(job);
+        job = transition_op(f, uuids[1], gens[1] + 1, "binding", "running", false, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+
+        r.op_case = LSC__REQUEST__OP_LOAD;
+        r.load = &ld;
+        job = run_on(f->c, &r);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_servers, 3);
+        assert_int_equal(job->reply->n_hosts, 1);
+        assert_int_equal(job->reply->hosts[0]->n_instances, 0);
+        for (size_t i = 0; i < job->reply->n_servers; i++) {
+                const Lsc__Server *sv = job->reply->servers[i];
+                struct store_job *get = ref_op(f, LSC__REQUEST__OP_SERVER_GET, sv->uuid);
+                const Lsc__Server *whole;
+
+                expect(get, LSC__STATUS__OK, NULL);
+                whole = only_server(get);
+                assert_string_not_equal(sv->spec->name, "idle");
+                if (!strcmp(sv->state, "binding")) {
+                        assert_string_equal(sv->spec->name, "bind1");
+                        assert_true(packed_equal(sv, whole));
+                } else {
+                        assert_string_equal(sv->spec->name, whole->spec->name);
+                        assert_string_equal(sv->spec->kind, whole->spec->kind);
+                        assert_int_equal(sv->spec->vcpus, whole->spec->vcpus);
+                        assert_int_equal(sv->spec->memory_mib, whole->spec->memory_mib);
+                        assert_int_equal(sv->spec->disk_gib, whole->spec->disk_gib);
+                        assert_string_equal(sv->state, whole->state);
+                        assert_string_equal(sv->desired, whole->desired);
+                        assert_string_equal(sv->host, whole->host);
+                        assert_int_equal(sv->generation, whole->generation);
+                        assert_string_equal(sv->group, whole->group);
+                        assert_string_equal(sv->migrate_from, whole->migrate_from);
+                        assert_string_equal(sv->migrate_to, whole->migrate_to);
+                        assert_int_equal(sv->spec->n_require_labels, whole->spec->n_require_labels);
+                        for (size_t k = 0; k < sv->spec->n_require_labels; k++) {
+                                assert_string_equal(sv->spec->require_labels[k]->key,
+                                                    whole->spec->require_labels[k]->key);
+                                assert_string_equal(sv->spec->require_labels[k]->value,
+                                                    whole->spec->require_labels[k]->value);
+                        }
+                        /* what only an INSTANTIATE needs is left out */
+                        assert_true(whole->spec->n_macs > 0);
+                        assert_int_equal(sv->spec->n_macs, 0);
+                }
+                store_job_free(get);
+        }
+        store_job_free(job);
+}
+
 static struct store_job *thread_wait(struct store *s, int *ret_fatal, int timeout_ms)
 {
         int64_t end = lsc_now_us() + (int64_t)timeout_ms * 1000;
@@ -2435,6 +2536,7 @@ int main(void)
                 T(start_of_many_servers_is_all_or_nothing),
                 T(transition_batch_checks_each_generation_and_gives_capacity_back),
                 T(drain_moves_what_is_bound_and_remove_needs_an_empty_host),
+                T(load_gives_binding_servers_whole_and_the_others_what_the_view_needs),
                 T(mac_auto_allocation_keeps_the_prefix),
                 T(events_are_written_with_each_change),
                 T(concurrent_creates_never_share_an_ip),
