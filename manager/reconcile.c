@@ -38,6 +38,7 @@ int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed)
 
 void reconcile_fini(struct reconcile *rc)
 {
+        HASH_CLEAR(hh, rc->by_uuid);
         for (size_t i = 0; i < rc->n_servers; i++) {
                 free(rc->servers[i]->why);
                 free(rc->servers[i]->row);
@@ -56,21 +57,13 @@ void reconcile_fini(struct reconcile *rc)
 
 /* ---- the server table ------------------------------------------------------ */
 
-static const char *server_uuid(const void *elem)
-{
-        return (*(struct reconcile_server *const *)elem)->uuid;
-}
-
-static size_t find_at(const struct reconcile *rc, const char *uuid, bool *found)
-{
-        return lsc_sorted_find(rc->servers, rc->n_servers, sizeof(*rc->servers), uuid, server_uuid, found);
-}
-
 static struct reconcile_server *find(const struct reconcile *rc, const char *uuid)
 {
-        bool found;
-        size_t i = find_at(rc, uuid, &found);
-        return found ? rc->servers[i] : NULL;
+        struct reconcile_server *s = NULL;
+
+        if (uuid)
+                HASH_FIND_STR(rc->by_uuid, uuid, s);
+        return s;
 }
 
 /* Keeps running_on (what each host should report) in step with s's record, so a
@@ -101,27 +94,27 @@ static void recount(struct reconcile *rc, struct reconcile_server *s, bool gone)
 
 static void forget(struct reconcile *rc, const char *uuid)
 {
-        bool found;
-        size_t i = find_at(rc, uuid, &found);
+        struct reconcile_server *s = find(rc, uuid);
 
-        if (!found)
+        if (!s)
                 return;
-        recount(rc, rc->servers[i], true);
-        free(rc->servers[i]->why);
-        free(rc->servers[i]->row);
-        free(rc->servers[i]);
-        memmove(rc->servers + i, rc->servers + i + 1, (rc->n_servers - i - 1) * sizeof(*rc->servers));
+        recount(rc, s, true);
+        HASH_DEL(rc->by_uuid, s);
+        /* the last one takes its place in the array */
+        rc->servers[s->idx] = rc->servers[rc->n_servers - 1];
+        rc->servers[s->idx]->idx = s->idx;
         rc->n_servers--;
+        free(s->why);
+        free(s->row);
+        free(s);
 }
 
 static struct reconcile_server *track(struct reconcile *rc, const char *uuid)
 {
-        bool found;
-        size_t i = find_at(rc, uuid, &found);
-        struct reconcile_server *s;
+        struct reconcile_server *s = find(rc, uuid);
 
-        if (found)
-                return rc->servers[i];
+        if (s)
+                return s;
         if (rc->n_servers == rc->cap_servers) {
                 size_t cap = rc->cap_servers ? rc->cap_servers * 2 : 256;
                 struct reconcile_server **n = realloc(rc->servers, cap * sizeof(*n));
@@ -134,9 +127,9 @@ static struct reconcile_server *track(struct reconcile *rc, const char *uuid)
                 return NULL;
         snprintf(s->uuid, sizeof(s->uuid), "%s", uuid);
         s->host = -1;
-        memmove(rc->servers + i + 1, rc->servers + i, (rc->n_servers - i) * sizeof(*rc->servers));
-        rc->servers[i] = s;
-        rc->n_servers++;
+        s->idx = rc->n_servers;
+        rc->servers[rc->n_servers++] = s;
+        HASH_ADD_STR(rc->by_uuid, uuid, s);
         return s;
 }
 
@@ -156,10 +149,6 @@ static void enqueue(struct reconcile *rc, struct reconcile_server *s)
         s->queued = true;
 }
 
-static bool in_state(const struct reconcile_server *s, const char *state)
-{
-        return s->state < RECONCILE_STATE_COUNT && strcmp(reconcile_state_names[s->state], state) == 0;
-}
 
 /* The rest of s's row (spec, migrate_from, migrate_to); NULL when out of memory.
  * Freed with lsc__server__free_unpacked. */
@@ -577,13 +566,13 @@ static void drive(struct loop *l, struct reconcile_server *s, int64_t now)
 
         if (!h || h->epoch == 0)
                 return;
-        if (in_state(s, "binding")) {
+        if ((s->state == RECONCILE_BINDING)) {
                 Lsc__Server *row = row_unpack(s);
                 if (!row)
                         return;          /* sent again at the next resend */
                 command(l, h, LSC__COMMAND__OP__INSTANTIATE, s->uuid, s->generation, row->spec);
                 lsc__server__free_unpacked(row, NULL);
-        } else if (in_state(s, "stopping")) {
+        } else if ((s->state == RECONCILE_STOPPING)) {
                 command(l, h, LSC__COMMAND__OP__DESTROY, s->uuid, s->generation, NULL);
         } else {
                 return;
@@ -713,7 +702,7 @@ static void adopt(struct loop *l, const Lsc__Server *sv)
         recount(rc, s, false);
         if (changed)
                 s->missing = 0;
-        if (in_state(s, "pending") && s->desired == RECONCILE_WANT_RUNNING)
+        if ((s->state == RECONCILE_PENDING) && s->desired == RECONCILE_WANT_RUNNING)
                 enqueue(rc, s);
         if (changed)
                 drive(l, s, lsc_now_us());
@@ -734,18 +723,10 @@ void reconcile_observe(struct loop *l, Lsc__Server *const *v, size_t n)
                 adopt(l, v[i]);
 }
 
-static int server_uuid_cmp(const void *a, const void *b)
-{
-        return strcmp((*(Lsc__Server *const *)a)->uuid, (*(Lsc__Server *const *)b)->uuid);
-}
 
 static void loaded(struct loop *l, Lsc__Reply *rp)
 {
         struct reconcile *rc = &l->reconcile;
-
-        /* in the table's order, so that every record is appended, never inserted */
-        if (rp->n_servers > 1)
-                qsort(rp->servers, rp->n_servers, sizeof(*rp->servers), server_uuid_cmp);
 
         reconcile_observe_groups(l, rp->groups, rp->n_groups);
         for (size_t i = 0; i < rp->n_hosts; i++)
@@ -931,7 +912,7 @@ static void place(struct loop *l, int64_t now)
                 uint32_t host;
                 Lsc__Binding *b;
 
-                if (!s || !in_state(s, "pending") || s->desired != RECONCILE_WANT_RUNNING) {
+                if (!s || !(s->state == RECONCILE_PENDING) || s->desired != RECONCILE_WANT_RUNNING) {
                         if (s)
                                 s->queued = false;
                         continue;        /* no longer wants a host */
@@ -1041,7 +1022,7 @@ static void find_vanished(struct loop *l, struct liveness_host *h)
                 bool seen = false;
                 char reason[200], name[LSC_NAME_MAX + 1];
 
-                if (s->host != h->view || !in_state(s, "running") || s->busy)
+                if (s->host != h->view || !(s->state == RECONCILE_RUNNING) || s->busy)
                         continue;
                 for (size_t k = 0; k < h->n_instances && !seen; k++)
                         seen = !strcmp(h->instances[k].uuid, s->uuid) &&
@@ -1076,18 +1057,18 @@ void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
                          * at most one live copy, so this one goes */
                         if (s && s->bound == h && in->generation > s->generation)
                                 continue;        /* newer than we know: the store will tell */
-                        if (s && (s->busy || in_state(s, "binding")) && in->generation >= s->generation)
+                        if (s && (s->busy || (s->state == RECONCILE_BINDING)) && in->generation >= s->generation)
                                 continue;
                         log_info("host %s runs %s g%llu, which it should not: destroying it", h->name,
                                  in->uuid, (unsigned long long)in->generation);
                         command(l, h, LSC__COMMAND__OP__DESTROY, in->uuid, in->generation, NULL);
                         continue;
                 }
-                if (in_state(s, "running")) {
+                if ((s->state == RECONCILE_RUNNING)) {
                         s->missing = 0;
                         running_seen++;
                 }
-                if (in_state(s, "binding") && !s->busy && !strcmp(in->state, "running"))
+                if ((s->state == RECONCILE_BINDING) && !s->busy && !strcmp(in->state, "running"))
                         transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
         }
         /* only when the count says something is missing: no scan per beat otherwise */
@@ -1103,7 +1084,7 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
 
         if (!s || s->busy || s->bound != h || rp->generation != s->generation)
                 return;                  /* stale: the heartbeat inventory settles it */
-        if (rp->op == LSC__COMMAND__OP__INSTANTIATE && in_state(s, "binding")) {
+        if (rp->op == LSC__COMMAND__OP__INSTANTIATE && (s->state == RECONCILE_BINDING)) {
                 if (rp->ok) {
                         transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
                 } else {
@@ -1113,7 +1094,7 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
                         transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
                 }
         } else if ((rp->op == LSC__COMMAND__OP__DESTROY || rp->op == LSC__COMMAND__OP__SHUTDOWN) &&
-                   in_state(s, "stopping")) {
+                   (s->state == RECONCILE_STOPPING)) {
                 if (!rp->ok) {
                         log_warn("host %s could not destroy %s g%llu: %s (retrying)", h->name, s->uuid,
                                  (unsigned long long)rp->generation, rp->error ? rp->error : "?");
@@ -1175,7 +1156,7 @@ void reconcile_tick(struct loop *l, int64_t now)
 
                 if (s->busy)
                         continue;
-                if (in_state(s, "binding") && now - s->since_us > rc->bind_timeout_us) {
+                if ((s->state == RECONCILE_BINDING) && now - s->since_us > rc->bind_timeout_us) {
                         char reason[200];
                         snprintf(reason, sizeof(reason), "host %s did not confirm the start within %lld s",
                                  s->bound ? s->bound->name : "", (long long)(rc->bind_timeout_us / 1000000));
@@ -1183,7 +1164,7 @@ void reconcile_tick(struct loop *l, int64_t now)
                         transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
                         continue;
                 }
-                if ((in_state(s, "binding") || in_state(s, "stopping")) && now - s->sent_us > RESEND_US &&
+                if (((s->state == RECONCILE_BINDING) || (s->state == RECONCILE_STOPPING)) && now - s->sent_us > RESEND_US &&
                     (h = host_of(s)) && h->state == LIVENESS_UP)
                         drive(l, s, now);
         }

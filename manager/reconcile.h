@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "lsc.pb-c.h"
+#include <uthash.h>
 #include "sched.h"
 #include "store.h"
 
@@ -67,6 +68,8 @@ struct reconcile_server {
         struct liveness_host *bound;     /* the host the store binds it to, NULL: none */
         char *why;                       /* last no-fit reason written, to avoid repeats; or NULL */
         uint8_t *row;                    /* the packed rest of the store's row, row_len bytes */
+        size_t idx;                      /* its place in reconcile.servers */
+        UT_hash_handle hh;               /* reconcile.by_uuid */
 };
 
 struct reconcile_group {
@@ -83,7 +86,8 @@ struct reconcile {
         size_t n_groups;
         struct sched_view *view;
         struct sched_rng rng;
-        struct reconcile_server **servers;   /* sorted by uuid */
+        struct reconcile_server **servers;   /* in no order, for walking them all */
+        struct reconcile_server *by_uuid;    /* the same, hashed by uuid (uthash) */
         size_t n_servers, cap_servers;
         char (*queue)[37];               /* pending uuids, oldest first */
         size_t n_queue, cap_queue;
