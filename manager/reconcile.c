@@ -1142,6 +1142,49 @@ void reconcile_start(struct loop *l)
         load(l);
 }
 
+/* Whether what ran on h is gone for sure: h is lost and its lease ran out at least
+ * lease_ttl + grace ago — counted from this lscd's start when it never heard from h,
+ * so that a restarted lscd re-binds nothing before the leases it cannot see ran out.
+ * By then h's agent destroyed its instances (at deadline - destroy_budget), and
+ * lsc-fenced did at the deadline if the agent could not. */
+static bool host_fenced(const struct loop *l, const struct liveness_host *h, int64_t now)
+{
+        int64_t since = h->last_beat_us > l->started_us ? h->last_beat_us : l->started_us;
+
+        return h->state == LIVENESS_LOST && now - since > l->liveness.lease_ttl_us + l->liveness.grace_us;
+}
+
+/* A server whose host was lost: first lost (the event says so), then, its lease being
+ * over, back to pending to be bound elsewhere with generation + 1 (or defined, or
+ * gone, when that is what was wanted). Metal waits for its BMC instead (fencing). */
+static bool relocate(struct loop *l, struct reconcile_server *s, int64_t now)
+{
+        struct liveness_host *h = s->bound;
+        char reason[200];
+
+        if (h && (s->state == RECONCILE_BINDING || s->state == RECONCILE_RUNNING ||
+                  s->state == RECONCILE_STOPPING) && host_fenced(l, h, now)) {
+                int64_t since = h->last_beat_us > l->started_us ? h->last_beat_us : l->started_us;
+                snprintf(reason, sizeof(reason), "host %s lost: no heartbeat for %lld s", h->name,
+                         (long long)((now - since) / 1000000));
+                log_warn("server %s: %s", s->uuid, reason);
+                transition(l, s, FROM("binding", "running", "stopping"), "lost", "server.lost", reason, false, false);
+                return true;
+        }
+        if (s->state != RECONCILE_LOST || s->kind == LSC_KIND_METAL)
+                return false;
+        snprintf(reason, sizeof(reason), "the lease of host %s ran out: %s", h ? h->name : "?",
+                 s->desired == RECONCILE_WANT_RUNNING ? "placing it again" : "it no longer runs");
+        view_unapply(&l->reconcile, s);
+        if (s->desired == RECONCILE_WANT_RUNNING)
+                transition(l, s, FROM("lost"), "pending", "server.fenced", reason, true, false);
+        else if (s->desired == RECONCILE_WANT_DELETED)
+                transition(l, s, FROM("lost"), "deleted", "server.fenced", reason, true, false);
+        else
+                transition(l, s, FROM("lost"), "defined", "server.fenced", reason, true, false);
+        return true;
+}
+
 void reconcile_tick(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
@@ -1154,7 +1197,7 @@ void reconcile_tick(struct loop *l, int64_t now)
                 struct reconcile_server *s = rc->servers[i];
                 struct liveness_host *h;
 
-                if (s->busy)
+                if (s->busy || relocate(l, s, now))
                         continue;
                 if ((s->state == RECONCILE_BINDING) && now - s->since_us > rc->bind_timeout_us) {
                         char reason[200];
