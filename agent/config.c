@@ -19,7 +19,7 @@
 
 enum key {
         K_NAME, K_MANAGER, K_MANAGER_KEY, K_STATE_DIR, K_DRIVER, K_URI, K_BRIDGE, K_NETWORK,
-        K_IMAGE_DIR, K_SHARED_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
+        K_IMAGE_DIR, K_VOLUME_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
         K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
         K_FENCED_SOCKET,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG,
@@ -36,7 +36,7 @@ static const char *const key_names[K_COUNT] = {
         [K_BRIDGE] = "bridge",
         [K_NETWORK] = "network",
         [K_IMAGE_DIR] = "image_dir",
-        [K_SHARED_DIR] = "shared_dir",
+        [K_VOLUME_DIR] = "volume_dir",
         [K_VCPUS] = "vcpus",
         [K_MEMORY_MIB] = "memory_mib",
         [K_DISK_GIB] = "disk_gib",
@@ -81,7 +81,7 @@ void agent_config_free(struct agent_config *c)
         free(c->bridge);
         free(c->network);
         free(c->image_dir);
-        free(c->shared_dir);
+        free(c->volume_dir);
         free(c->fake_fail_message);
         free(c->fenced_socket);
         agent_config_init(c);
@@ -276,8 +276,8 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
         case K_STATE_DIR:
                 return (r = check_path(key, v, true)) < 0 ? r : set_str(&c->state_dir, v);
         case K_IMAGE_DIR:
-        case K_SHARED_DIR: {
-                char **dst = k == K_IMAGE_DIR ? &c->image_dir : &c->shared_dir;
+        case K_VOLUME_DIR: {
+                char **dst = k == K_IMAGE_DIR ? &c->image_dir : &c->volume_dir;
                 if (!*v)
                         return set_str(dst, NULL);      /* empty: the driver's default */
                 return (r = check_path(key, v, true)) < 0 ? r : set_str(dst, v);
@@ -496,7 +496,7 @@ void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
                 .network = c->network,
                 .state_dir = c->state_dir,
                 .image_dir = c->image_dir,
-                .shared_dir = c->shared_dir,
+                .volume_dir = c->volume_dir,
                 .vcpus = c->vcpus,
                 .memory_mib = c->memory_mib,
                 .disk_gib = c->disk_gib,

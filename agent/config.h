@@ -25,7 +25,7 @@ struct agent_config {
         char *state_dir;                 /* default AGENT_STATE_DIR_BASE/NAME */
         char *driver;                    /* "libvirt" (default) or "fake" */
         char *uri;                       /* libvirt URI, default test:///default */
-        char *bridge, *network, *image_dir, *shared_dir;    /* NULL: the driver's default */
+        char *bridge, *network, *image_dir, *volume_dir;    /* NULL: the driver's default */
         uint32_t vcpus;                  /* capacity overrides; 0: what the driver reads */
         uint64_t memory_mib, disk_gib;
         double alloc_ratio;              /* allocatable = physical x this, vcpus and memory */

@@ -1,6 +1,8 @@
 /* The driver registry and what every backend shares: lookup by name, the wrappers'
  * "unsupported" answer, spec checks and stats arithmetic. */
+#define _GNU_SOURCE             /* asprintf */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "driver.h"
@@ -93,6 +95,28 @@ bool drv_uuid_valid(const char *s)
                 }
         }
         return true;
+}
+
+int drv_volume_path(const char *dir, const char *uuid, char **ret)
+{
+        char buf[LSC_SHOW_BUF];
+        size_t n;
+
+        if (!drv_uuid_valid(uuid))
+                return lsc_err_set(-EINVAL, "invalid uuid \"%s\" for a volume",
+                                   lsc_str_show(uuid ? uuid : "", buf));
+        if (!dir)
+                return lsc_err_set(-EINVAL, "instance %s has a persistent disk but this host has no "
+                                   "volume_dir (shared storage for persistent disks)", uuid);
+        if (dir[0] != '/')
+                return lsc_err_set(-EINVAL, "volume_dir \"%s\" is not an absolute path",
+                                   lsc_str_show(dir, buf));
+        n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
+        if (asprintf(ret, "%.*s/%s.qcow2", (int)(n == 1 ? 0 : n), dir, uuid) < 0)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        return 0;
 }
 
 int drv_spec_check(const struct drv_spec *spec)

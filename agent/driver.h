@@ -24,8 +24,9 @@ struct drv_config {
         const char *state_dir;           /* "/var/lib/lsc": ephemeral overlays go in its
                                           * disks/ (the hypervisor's user must traverse it) */
         const char *image_dir;           /* "/var/lib/lsc/images": base images by name */
-        const char *shared_dir;          /* persistent disks, shared by the hosts; NULL:
-                                          * persistent identities are refused */
+        const char *volume_dir;          /* persistent disks (UUID.qcow2), on storage the
+                                          * hosts share; NULL: persistent identities are
+                                          * refused */
         /* Capacity overrides; 0: the driver's own figure (libvirt: node CPUs, MemTotal,
          * statvfs(state_dir); fake: 8 vCPUs, 16384 MiB, 100 GiB). */
         uint32_t vcpus;
@@ -186,6 +187,10 @@ unsigned drv_stats_cpu_permille(const struct drv_stats *before, const struct drv
 int drv_spec_check(const struct drv_spec *spec);
 /* Whether s is a canonical lower-case UUID string. */
 bool drv_uuid_valid(const char *s);
+/* The persistent volume of uuid: "DIR/UUID.qcow2" (DIR absolute, trailing slashes
+ * dropped). -EINVAL with a detail when dir is NULL (no volume_dir), relative, or uuid
+ * is not canonical. */
+int drv_volume_path(const char *dir, const char *uuid, char **ret);
 
 /* ---- fake: an in-memory hypervisor with fault injection, for tests ---- */
 

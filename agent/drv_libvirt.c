@@ -46,7 +46,7 @@ struct drv_libvirt {
         char *network;
         char *state_dir;
         char *image_dir;
-        char *shared_dir;
+        char *volume_dir;
         char *disk_dir;                  /* state_dir/disks: ephemeral overlays */
         bool diskless;                   /* test: hypervisors open no files */
         struct drv_capacity override;
@@ -444,50 +444,77 @@ static int overlay_create(struct drv_libvirt *v, const struct drv_spec *spec, co
         return 0;
 }
 
-/* The identity's own disk on shared storage, created once (a standalone copy of the
- * image, or blank) and kept across bindings; written under a temporary name so a
- * crash never leaves a half-copied disk that looks complete. */
-static int persistent_prepare(struct drv_libvirt *v, const struct drv_spec *spec, const char *base, char **ret)
+/* Makes path's data and name durable before the volume counts as made: a host crash
+ * must not leave a complete-looking volume with holes in it. */
+static int fsync_path(const char *path, bool dir)
 {
-        _cleanup_free_ char *path = NULL, *tmp = NULL;
-        char size_s[24];
-        struct stat st;
-        int r;
+        int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC), r = 0;
 
-        if (!v->shared_dir)
-                return lsc_err_set(-EINVAL, "instance %s has a persistent disk but this host has "
-                                   "no shared_dir", spec->uuid);
-        if (asprintf(&path, "%s/%s.qcow2", v->shared_dir, spec->uuid) < 0 ||
-            asprintf(&tmp, "%s/.%s.qcow2.%ld", v->shared_dir, spec->uuid, (long)getpid()) < 0)
-                return lsc_err_set(-ENOMEM, "out of memory");
+        if (fd < 0)
+                return lsc_err_set(-errno, "cannot open %s: %s", path, strerror(errno));
+        if (fsync(fd) < 0 && !(dir && (errno == EINVAL || errno == EROFS)))
+                r = lsc_err_set(-errno, "cannot sync %s: %s", path, strerror(errno));
+        close(fd);
+        return r;
+}
+
+/* The identity's own disk in volume_dir, made on its first binding and then used as
+ * it is by every binding on any host; destroy never removes it. A standalone qcow2
+ * copy of the image, not an overlay: the lock manager leases only the top file of a
+ * disk, so a shared base would rest on nobody ever writing it, and every host would
+ * need the same base at the same path forever; a copy depends on nothing but itself.
+ * It is made under a name of this host and process and published with link(), which
+ * never replaces: when two hosts race, the first volume wins and the other copy goes. */
+static int volume_prepare(struct drv_libvirt *v, const struct drv_spec *spec, char **ret)
+{
+        _cleanup_free_ char *path = NULL, *tmp = NULL, *base = NULL;
+        char size_s[24], host[64] = "host";
+        struct stat st;
+        int r = drv_volume_path(v->volume_dir, spec->uuid, &path);
+
+        if (r < 0)
+                return r;
         if (stat(path, &st) == 0) {
+                if (!S_ISREG(st.st_mode))
+                        return lsc_err_set(-EEXIST, "volume %s of %s is not a regular file", path, spec->uuid);
                 *ret = TAKE_PTR(path);
                 return 0;
         }
+        if (errno != ENOENT)
+                return lsc_err_set(-errno, "cannot reach volume %s: %s", path, strerror(errno));
+        r = image_resolve(v, spec->image, &base);
+        if (r < 0)
+                return r;
+        if (!base && !spec->disk_gib)
+                return lsc_err_set(-EINVAL, "instance %s: a persistent disk needs an image in %s or a size",
+                                   spec->uuid, v->image_dir);
+        gethostname(host, sizeof(host) - 1);
+        if (asprintf(&tmp, "%s.%s.%ld.tmp", path, host, (long)getpid()) < 0)
+                return lsc_err_set(-ENOMEM, "out of memory");
         snprintf(size_s, sizeof(size_s), "%" PRIu64, spec->disk_gib << 30);
+        unlink(tmp);                     /* a crash of this very process, pid reused */
         if (base) {
                 const char *format;
                 uint64_t size;
 
                 r = image_probe(base, &format, &size);
-                if (r < 0)
-                        return r;
-                r = run_tool((char *[]){ "qemu-img", "convert", "-q", "-f", (char *)format, "-O", "qcow2",
-                                         (char *)base, tmp, NULL });
+                if (r == 0)
+                        r = run_tool((char *[]){ "qemu-img", "convert", "-q", "-f", (char *)format,
+                                                 "-O", "qcow2", base, tmp, NULL });
                 if (r == 0 && (spec->disk_gib << 30) > size)
                         r = run_tool((char *[]){ "qemu-img", "resize", "-q", "-f", "qcow2", tmp, size_s, NULL });
-        } else if (spec->disk_gib) {
-                r = run_tool((char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", tmp, size_s, NULL });
         } else {
-                return lsc_err_set(-EINVAL, "instance %s: a persistent disk needs an image or a size",
-                                   spec->uuid);
+                r = run_tool((char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", tmp, size_s, NULL });
         }
-        if (r == 0 && rename(tmp, path) < 0)
-                r = lsc_err_set(-errno, "cannot rename %s: %s", tmp, strerror(errno));
-        if (r < 0) {
-                unlink(tmp);
+        if (r == 0)
+                r = fsync_path(tmp, false);
+        if (r == 0 && link(tmp, path) < 0 && errno != EEXIST)
+                r = lsc_err_set(-errno, "cannot publish volume %s: %s", path, strerror(errno));
+        unlink(tmp);
+        if (r == 0)
+                r = fsync_path(v->volume_dir, true);
+        if (r < 0)
                 return r;
-        }
         *ret = TAKE_PTR(path);
         return 0;
 }
@@ -499,13 +526,15 @@ static int disk_prepare(struct drv_libvirt *v, const struct drv_spec *spec, char
         int r;
 
         *ret = NULL;
+        /* Before the diskless shortcut: a host without volume_dir refuses a persistent
+         * identity whatever its hypervisor (test: ones get the volume file too). */
+        if (spec->disk_mode == LSC_DISK_PERSISTENT)
+                return volume_prepare(v, spec, ret);
         if (v->diskless)
                 return 0;
         r = image_resolve(v, spec->image, &base);
         if (r < 0)
                 return r;
-        if (spec->disk_mode == LSC_DISK_PERSISTENT)
-                return persistent_prepare(v, spec, base, ret);
         if (!base)
                 return 0;
         return overlay_create(v, spec, base, ret);
@@ -560,8 +589,13 @@ static int domain_xml(struct drv_libvirt *v, const struct drv_spec *spec, const 
                 "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n"
                 "  <on_crash>destroy</on_crash>\n  <devices>\n");
         if (disk) {
-                fprintf(f, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n"
-                        "      <source file='");
+                /* Writable and not <shareable/>: with lock_manager = "lockd" libvirt takes an
+                 * exclusive lease on the file at start (auto_disk_leases, no <lease> needed),
+                 * so no second qemu, here or on another host, can open it. A persistent
+                 * volume bypasses the host's page cache (cache='none'): a fenced host that
+                 * lives on must not flush old writes over its successor's. */
+                fprintf(f, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'%s/>\n"
+                        "      <source file='", spec->disk_mode == LSC_DISK_PERSISTENT ? " cache='none'" : "");
                 xml_put(f, disk);
                 fprintf(f, "'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n");
         }
@@ -606,7 +640,7 @@ static void virt_close(struct drv *d)
         free(v->network);
         free(v->state_dir);
         free(v->image_dir);
-        free(v->shared_dir);
+        free(v->volume_dir);
         free(v->disk_dir);
         free(v);
 }
@@ -666,7 +700,7 @@ static int virt_open(const struct drv_config *cfg, struct drv **ret)
         if (r == 0)
                 r = dup_opt(cfg->image_dir ? cfg->image_dir : DEFAULT_IMAGE_DIR, &v->image_dir);
         if (r == 0)
-                r = dup_opt(cfg->shared_dir, &v->shared_dir);
+                r = dup_opt(cfg->volume_dir, &v->volume_dir);
         if (r == 0 && asprintf(&v->disk_dir, "%s/disks", v->state_dir) < 0) {
                 v->disk_dir = NULL;
                 r = lsc_err_set(-ENOMEM, "out of memory");

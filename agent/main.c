@@ -31,7 +31,7 @@ static void usage(FILE *f)
 "  --print-public-key     create the keypair if needed, print the public key, exit\n"
 "  --help, --version\n"
 "\n"
-"Config keys in [agent] besides those: bridge, network, image_dir, shared_dir;\n"
+"Config keys in [agent] besides those: bridge, network, image_dir, volume_dir;\n"
 "vcpus, memory_mib, disk_gib (capacity overrides); alloc_ratio (default 1.0);\n"
 "labels (k=v,k2=v2); heartbeat_ms (default 1000); driver_slow_ms (a driver call\n"
 "running longer makes the host unhealthy, default 10000); register_retry_ms\n"

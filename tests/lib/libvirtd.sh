@@ -21,8 +21,16 @@
 # file, and any libvirtd started by someone else, are untouched. Whether /dev/kvm
 # exists, is root's alone or is the kvm group's, this libvirtd behaves the same. (The
 # agent still picks <domain type='qemu'>, TCG, when qemu's user cannot open /dev/kvm.)
+# The private qemu.conf also sets lock_manager = "lockd": libvirt then takes a lease in
+# virtlockd on every writable disk when a domain starts (auto_disk_leases, the default
+# of qemu-lockd.conf: an fcntl lock on the disk file itself), which is what keeps a
+# second qemu off a persistent volume (the disks test). libvirtd_has_lockd tells
+# whether the libvirtd that answers has it (one started by someone else may not).
 # LSC_LIBVIRTD_QEMU_ROOT=0 starts libvirtd with the machine's own qemu.conf instead; so
 # does a machine where unshare -m is not permitted (with a warning).
+#
+#   libvirtd_host_start NAME  a second, private libvirtd: another "host" on this machine
+#   libvirtd_host_stop NAME   (see there)
 
 LIBVIRTD_URI=qemu:///system
 LIBVIRTD_STARTED=()          # "NAME PID" of each daemon libvirtd_ensure started
@@ -70,21 +78,35 @@ libvirtd_daemon() {
 	LIBVIRTD_STARTED+=("$name $pid")
 }
 
-# libvirtd_private_conf: writes $LIBVIRTD_RUN_DIR/qemu.conf, the machine's qemu.conf
-# with qemu running as root.
+# libvirtd_private_conf [FILE]: writes FILE ($LIBVIRTD_RUN_DIR/qemu.conf), the machine's
+# qemu.conf with qemu running as root and disks leased through virtlockd.
 libvirtd_private_conf() {
-	local conf=$LIBVIRTD_RUN_DIR/qemu.conf
+	local conf=${1:-$LIBVIRTD_RUN_DIR/qemu.conf}
 	{
-		grep -Ev '^[[:space:]]*(user|group)[[:space:]]*=' /etc/libvirt/qemu.conf
+		grep -Ev '^[[:space:]]*(user|group|lock_manager)[[:space:]]*=' /etc/libvirt/qemu.conf
 		printf '\n# lsc tests: qemu runs as root (see tests/lib/libvirtd.sh)\nuser = "root"\ngroup = "root"\n'
+		printf '# lsc tests: disks leased through virtlockd\nlock_manager = "lockd"\n'
 	} >"$conf.tmp" && chmod 0600 "$conf.tmp" && mv "$conf.tmp" "$conf"
+}
+
+# libvirtd_has_lockd: whether the running libvirtd's qemu.conf, as that libvirtd sees it
+# (its own mount namespace, through /proc/PID/root), sets lock_manager = "lockd".
+libvirtd_has_lockd() {
+	local pid
+	for pid in $(cat /run/libvirtd.pid 2>/dev/null) $(pgrep -x libvirtd 2>/dev/null); do
+		libvirtd_pid_is "$pid" libvirtd || continue
+		grep -Eq '^[[:space:]]*lock_manager[[:space:]]*=[[:space:]]*"lockd"' \
+			"/proc/$pid/root/etc/libvirt/qemu.conf" 2>/dev/null && return 0
+	done
+	return 1
 }
 
 libvirtd_ensure() {
 	local t0 deadline how=plain
 	t0=$(date +%s%3N)
 	if libvirtd_answers; then
-		libvirtd_say "$LIBVIRTD_URI answers: using the running libvirtd"
+		libvirtd_say "$LIBVIRTD_URI answers: using the running libvirtd" \
+			"($(libvirtd_has_lockd && echo with || echo without) lock_manager = \"lockd\")"
 		return 0
 	fi
 	if [ "$(id -u)" -ne 0 ]; then
@@ -151,5 +173,68 @@ libvirtd_stop_started() {
 		fi
 	done
 	LIBVIRTD_STARTED=()
+	return 0
+}
+
+# libvirtd_host_start NAME: a libvirtd of the test's own, another "host" on this
+# machine (qemu:///system through its own socket). It runs, with its own virtlogd and
+# virtlockd, in a private mount namespace whose /run/libvirt, /var/lib/libvirt,
+# /etc/libvirt/qemu and /var/cache/libvirt are directories under $LIBVIRTD_RUN_DIR/NAME
+# (the capabilities cache is seeded from the machine's), with a private qemu.conf
+# (qemu as root, lock_manager = "lockd"). Its domains are its own: agents of other test
+# runs on the machine's libvirtd neither see nor destroy them. Two such hosts' virtlockds
+# lock one volume file as two hosts' would over NFS. Sets LIBVIRTD_HOST_URI; stop it
+# with libvirtd_host_stop NAME (by pid). Needs root and unshare -m.
+libvirtd_host_start() {
+	local name=$1 dir=$LIBVIRTD_RUN_DIR/$1 d pid _
+	[ "$(id -u)" -eq 0 ] || { libvirtd_say "a second libvirtd needs root"; return 1; }
+	mkdir -p "$LIBVIRTD_RUN_DIR" && chmod 0700 "$LIBVIRTD_RUN_DIR" || return 1
+	rm -rf "$dir"
+	for d in run lib etc cache log; do mkdir -p "$dir/$d" || return 1; done
+	libvirtd_private_conf "$dir/qemu.conf" || return 1
+	cp -a /var/cache/libvirt/. "$dir/cache/" 2>/dev/null || true
+	# shellcheck disable=SC2016  # $1 and $2 expand in the inner shell
+	unshare -m --propagation private sh -c '
+		set -e
+		mount --bind "$1/run" /run/libvirt
+		mount --bind "$1/lib" /var/lib/libvirt
+		mount --bind "$1/etc" /etc/libvirt/qemu
+		mount --bind "$1/cache" /var/cache/libvirt
+		mount --bind "$2" /etc/libvirt/qemu.conf
+		virtlogd -d -p "$1/virtlogd.pid"
+		virtlockd -d -p "$1/virtlockd.pid"
+		exec libvirtd -d -p "$1/libvirtd.pid"' sh "$dir" "$dir/qemu.conf" \
+		</dev/null >>"$dir/log/start.out" 2>&1 ||
+		{ libvirtd_say "libvirtd $name did not start: $(tail -n 3 "$dir/log/start.out")"; return 1; }
+	LIBVIRTD_HOST_URI="qemu:///system?socket=$dir/run/libvirt-sock"
+	for _ in $(seq 1 300); do
+		timeout 20 virsh -c "$LIBVIRTD_HOST_URI" version </dev/null >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	libvirtd_say "libvirtd $name does not answer on $LIBVIRTD_HOST_URI"
+	return 1
+}
+
+# libvirtd_host_stop NAME: destroys NAME's running domains (qemu outlives libvirtd),
+# then stops its libvirtd, virtlockd and virtlogd by their pids; removes its dir.
+libvirtd_host_stop() {
+	local dir=$LIBVIRTD_RUN_DIR/$1 uri d pid _
+	uri="qemu:///system?socket=$dir/run/libvirt-sock"
+	[ -d "$dir" ] || return 0
+	for d in $(timeout 20 virsh -q -c "$uri" list --all --name </dev/null 2>/dev/null); do
+		timeout 30 virsh -q -c "$uri" destroy "$d" </dev/null >/dev/null 2>&1
+		timeout 30 virsh -q -c "$uri" undefine "$d" </dev/null >/dev/null 2>&1
+	done
+	for d in libvirtd virtlockd virtlogd; do
+		pid=$(cat "$dir/$d.pid" 2>/dev/null) || continue
+		libvirtd_pid_is "$pid" "$d" || continue
+		kill -TERM "$pid" 2>/dev/null
+		for _ in $(seq 1 100); do
+			libvirtd_pid_is "$pid" "$d" || break
+			sleep 0.1
+		done
+		libvirtd_pid_is "$pid" "$d" && kill -KILL "$pid" 2>/dev/null
+	done
+	rm -rf "$dir"
 	return 0
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <libvirt/libvirt.h>
@@ -241,6 +242,34 @@ static void cpu_permille_is_the_busy_share_between_samples(void **state)
         assert_int_equal(drv_stats_cpu_permille(&a, &a), 0);
 }
 
+static void volume_path_is_uuid_qcow2_inside_volume_dir(void **state)
+{
+        char *p = NULL;
+
+        assert_int_equal(drv_volume_path("/srv/vol", U1, &p), 0);
+        assert_string_equal(p, "/srv/vol/" U1 ".qcow2");
+        free(p);
+        assert_int_equal(drv_volume_path("/srv/vol//", U1, &p), 0);
+        assert_string_equal(p, "/srv/vol/" U1 ".qcow2");
+        free(p);
+        assert_int_equal(drv_volume_path("/", U1, &p), 0);
+        assert_string_equal(p, "/" U1 ".qcow2");
+        free(p);
+}
+
+static void volume_path_without_volume_dir_or_with_bad_input_is_refused(void **state)
+{
+        char *p = NULL;
+
+        assert_int_equal(drv_volume_path(NULL, U1, &p), -EINVAL);
+        assert_err_mentions(-EINVAL, "no volume_dir");
+        assert_int_equal(drv_volume_path("srv/vol", U1, &p), -EINVAL);
+        assert_err_mentions(-EINVAL, "not an absolute path");
+        assert_int_equal(drv_volume_path("/srv/vol", "../../etc/passwd", &p), -EINVAL);
+        assert_int_equal(drv_volume_path("/srv/vol", NULL, &p), -EINVAL);
+        assert_null(p);
+}
+
 /* ---- libvirt on test:///default ---- */
 
 static void libvirt_instantiate_runs_domain_with_identity_uuid_and_mac(void **state)
@@ -455,6 +484,65 @@ static void libvirt_shutdown_stops_and_removes_the_instance(void **state)
         assert_null(observe(U1));
         assert_int_equal(drv_shutdown(d, U1, 1, 2000), 0);
         drv_close(&d);
+}
+
+static const struct drv_spec *persistent(struct ident *id, const char *uuid, const char *name, uint64_t g)
+{
+        ident(id, uuid, name, g);
+        id->spec.disk_mode = LSC_DISK_PERSISTENT;
+        id->spec.image = NULL;           /* a blank volume of disk_gib */
+        id->spec.disk_gib = 1;
+        return &id->spec;
+}
+
+static void libvirt_persistent_without_volume_dir_is_refused(void **state)
+{
+        struct drv *d = open_libvirt();
+        struct ident id;
+
+        assert_int_equal(drv_instantiate(d, persistent(&id, U1, "db1", 1)), -EINVAL);
+        assert_err_mentions(-EINVAL, "no volume_dir");
+        assert_null(observe(U1));
+        drv_close(&d);
+}
+
+/* Made on the first binding, then the same file (same inode, never rewritten) for the
+ * same generation, the next one, and after destroy, which leaves it in place. */
+static void libvirt_persistent_volume_is_made_once_and_outlives_destroy(void **state)
+{
+        char vdir[sizeof(state_dir) + 16], path[sizeof(vdir) + 64];
+        struct drv_config cfg = config();
+        struct stat st1, st2;
+        struct ident id;
+        struct drv *d;
+        virDomainPtr dom;
+        char *xml;
+
+        snprintf(vdir, sizeof(vdir), "%s/volumes", state_dir);
+        snprintf(path, sizeof(path), "%s/%s.qcow2", vdir, U1);
+        assert_int_equal(mkdir(vdir, 0755), 0);
+        cfg.volume_dir = vdir;
+        d = open_driver("libvirt", &cfg);
+        assert_int_equal(drv_instantiate(d, persistent(&id, U1, "db1", 1)), 0);
+        assert_int_equal(stat(path, &st1), 0);
+        dom = observe(U1);
+        xml = virDomainGetXMLDesc(dom, 0);
+        assert_non_null(strstr(xml, path));
+        assert_null(strstr(xml, "<shareable"));
+        assert_null(strstr(xml, "<readonly"));
+        free(xml);
+        virDomainFree(dom);
+        assert_int_equal(drv_instantiate(d, persistent(&id, U1, "db1", 1)), 0);
+        assert_int_equal(drv_instantiate(d, persistent(&id, U1, "db1", 2)), 0);
+        assert_int_equal(drv_destroy(d, U1, 2), 0);
+        assert_null(observe(U1));
+        assert_int_equal(stat(path, &st2), 0);
+        assert_int_equal(st2.st_ino, st1.st_ino);
+        assert_int_equal(st2.st_mtime, st1.st_mtime);
+        assert_int_equal(st2.st_size, st1.st_size);
+        drv_close(&d);
+        unlink(path);
+        rmdir(vdir);
 }
 
 static void libvirt_capacity_reads_node_info(void **state)
@@ -775,6 +863,8 @@ int main(void)
                 cmocka_unit_test_setup(null_slot_returns_eopnotsupp, clear),
                 cmocka_unit_test_setup(spec_with_bad_uuid_or_name_is_rejected, clear),
                 cmocka_unit_test_setup(cpu_permille_is_the_busy_share_between_samples, clear),
+                cmocka_unit_test_setup(volume_path_is_uuid_qcow2_inside_volume_dir, clear),
+                cmocka_unit_test_setup(volume_path_without_volume_dir_or_with_bad_input_is_refused, clear),
 #define LV(t) cmocka_unit_test_setup_teardown(t, clear, remove_lsc_domains)
                 LV(libvirt_instantiate_runs_domain_with_identity_uuid_and_mac),
                 LV(libvirt_list_shows_only_lsc_domains_with_generation),
@@ -787,6 +877,8 @@ int main(void)
                 LV(libvirt_name_held_by_another_identity_is_refused),
                 LV(libvirt_instance_stopped_outside_is_listed_stopped_and_restarted),
                 LV(libvirt_shutdown_stops_and_removes_the_instance),
+                LV(libvirt_persistent_without_volume_dir_is_refused),
+                LV(libvirt_persistent_volume_is_made_once_and_outlives_destroy),
                 LV(libvirt_capacity_reads_node_info),
                 LV(libvirt_second_handle_sees_the_same_state),
                 LV(libvirt_one_handle_serves_several_threads),
