@@ -492,6 +492,7 @@ void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
 {
         *ret = (struct drv_config){
                 .uri = c->uri,
+                .host = c->name,
                 .bridge = c->bridge,
                 .network = c->network,
                 .state_dir = c->state_dir,

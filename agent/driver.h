@@ -24,6 +24,10 @@ struct drv_config {
         const char *state_dir;           /* "/var/lib/lsc": ephemeral overlays go in its
                                           * disks/ (the hypervisor's user must traverse it) */
         const char *image_dir;           /* "/var/lib/lsc/images": base images by name */
+        const char *host;                /* libvirt: the agent's host name, written into each
+                                          * domain's metadata; only domains of this host are
+                                          * its (several hosts may share one libvirtd, e.g.
+                                          * in tests). NULL: every lsc domain */
         const char *volume_dir;          /* persistent disks (UUID.qcow2), on storage the
                                           * hosts share; NULL: persistent identities are
                                           * refused */

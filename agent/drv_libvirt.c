@@ -26,6 +26,7 @@
 #include "driver.h"
 #include "err.h"
 #include "util.h"
+#include "validate.h"
 
 #define LSC_XMLNS "https://lsc.dev/xmlns/instance/1"
 #define LSC_XMLNS_PREFIX "lsc"
@@ -41,6 +42,7 @@ struct drv_libvirt {
         pthread_mutex_t lock;            /* guards conn (reopened when it dies) */
         virConnectPtr conn;
         char *uri;
+        char *host;                      /* this host's domains only; NULL: every lsc domain */
         char *domain_type;
         char *bridge;
         char *network;
@@ -195,12 +197,13 @@ static int attr_get(const char *xml, const char *attr, char *buf, size_t len)
         return -ENOENT;
 }
 
-/* 1 and the generation when dom is lsc's, 0 when it is not (no metadata, or metadata
- * naming another uuid: a copied XML does not make a domain ours), -ENOENT when it
- * vanished meanwhile, -EIO otherwise. */
-static int domain_owned(virDomainPtr dom, uint64_t *ret_generation)
+/* 1 and the generation when dom is lsc's and this host's, 0 when it is not (no
+ * metadata, metadata naming another uuid: a copied XML does not make a domain ours, or
+ * another host: several may share one libvirtd), -ENOENT when it vanished meanwhile,
+ * -EIO otherwise. A domain whose metadata names no host (an older agent's) is ours. */
+static int domain_owned(const struct drv_libvirt *v, virDomainPtr dom, uint64_t *ret_generation)
 {
-        char uuid[VIR_UUID_STRING_BUFLEN], muuid[DRV_UUID_STR], gen[24];
+        char uuid[VIR_UUID_STRING_BUFLEN], muuid[DRV_UUID_STR], gen[24], host[LSC_NAME_MAX + 1];
         _cleanup_free_ char *meta = NULL;
         char *end;
         unsigned long long g;
@@ -217,6 +220,8 @@ static int domain_owned(virDomainPtr dom, uint64_t *ret_generation)
                 return virt_fail("cannot read the uuid of domain %s", virDomainGetName(dom));
         if (attr_get(meta, "uuid", muuid, sizeof(muuid)) < 0 || strcmp(muuid, uuid) != 0 ||
             attr_get(meta, "generation", gen, sizeof(gen)) < 0)
+                return 0;
+        if (v->host && attr_get(meta, "host", host, sizeof(host)) == 0 && strcmp(host, v->host) != 0)
                 return 0;
         errno = 0;
         g = strtoull(gen, &end, 10);
@@ -556,8 +561,10 @@ static int domain_xml(struct drv_libvirt *v, const struct drv_spec *spec, const 
         /* name, uuid and hostname passed drv_spec_check: no markup in them. */
         fprintf(f, "'>\n  <name>%s</name>\n  <uuid>%s</uuid>\n", spec->name, spec->uuid);
         fprintf(f, "  <metadata>\n    <" LSC_XMLNS_PREFIX ":instance xmlns:" LSC_XMLNS_PREFIX "='" LSC_XMLNS
-                "' uuid='%s' generation='%" PRIu64 "' hostname='%s'>\n",
-                spec->uuid, spec->generation, hostname);
+                "' uuid='%s' generation='%" PRIu64 "' hostname='%s'", spec->uuid, spec->generation, hostname);
+        if (v->host)     /* a DNS label (checked at open): no markup */
+                fprintf(f, " host='%s'", v->host);
+        fprintf(f, ">\n");
         for (size_t i = 0; i < spec->n_ips; i++) {
                 char ip[LSC_IP_STR];
 
@@ -635,6 +642,7 @@ static void virt_close(struct drv *d)
                 virConnectClose(v->conn);
         pthread_mutex_destroy(&v->lock);
         free(v->uri);
+        free(v->host);
         free(v->domain_type);
         free(v->bridge);
         free(v->network);
@@ -689,6 +697,10 @@ static int virt_open(const struct drv_config *cfg, struct drv **ret)
         v->base.ops = &drv_libvirt_ops;
         pthread_mutex_init(&v->lock, NULL);
         r = dup_opt(cfg->uri ? cfg->uri : DEFAULT_URI, &v->uri);
+        if (r == 0 && cfg->host && lsc_validate_name("host name", cfg->host) < 0)
+                r = -EINVAL;
+        if (r == 0)
+                r = dup_opt(cfg->host && *cfg->host ? cfg->host : NULL, &v->host);
         if (r == 0)
                 r = domain_type_pick(cfg, v->uri, &v->domain_type);
         if (r == 0)
@@ -794,7 +806,7 @@ static void owned_free(struct owned *o, size_t n)
 
 /* Every lsc domain with its identity and state; the rest stays untouched. Returns the
  * count; *ret holds a reference to each domain (owned_free). */
-static int owned_list(virConnectPtr conn, const char *uri, struct owned **ret)
+static int owned_list(const struct drv_libvirt *v, virConnectPtr conn, const char *uri, struct owned **ret)
 {
         _cleanup_domains_ struct domain_list l = {0};
         virDomainPtr *doms;
@@ -811,7 +823,7 @@ static int owned_list(virConnectPtr conn, const char *uri, struct owned **ret)
                 return lsc_err_set(-ENOMEM, "out of memory listing domains");
         for (int i = 0; i < n; i++) {
                 uint64_t g;
-                int r = domain_owned(doms[i], &g);
+                int r = domain_owned(v, doms[i], &g);
 
                 if (r == 0 || r == -ENOENT)
                         continue;
@@ -846,7 +858,7 @@ static int virt_list(struct drv *d, struct drv_instance **ret)
 
         if (r < 0)
                 return r;
-        n = owned_list(conn, v->uri, &o);
+        n = owned_list(v, conn, v->uri, &o);
         if (n < 0)
                 return n;
         out = calloc((size_t)n + 1, sizeof(*out));
@@ -881,7 +893,8 @@ static int domain_remove(virDomainPtr dom)
 
 /* The domain of uuid if lsc owns it at generation <= generation: *ret NULL when there
  * is nothing to remove, -EPERM for a domain lsc did not create. */
-static int removable_lookup(virConnectPtr conn, const char *uuid, uint64_t generation, virDomainPtr *ret)
+static int removable_lookup(const struct drv_libvirt *v, virConnectPtr conn, const char *uuid, uint64_t generation,
+                            virDomainPtr *ret)
 {
         _cleanup_domain_ virDomainPtr dom = NULL;
         uint64_t g;
@@ -893,13 +906,13 @@ static int removable_lookup(virConnectPtr conn, const char *uuid, uint64_t gener
         r = lookup_uuid(conn, uuid, &dom);
         if (r < 0 || !dom)
                 return r;
-        r = domain_owned(dom, &g);
+        r = domain_owned(v, dom, &g);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return r;
         if (r == 0)
-                return lsc_err_set(-EPERM, "domain %s (%s) was not created by lsc: left alone",
+                return lsc_err_set(-EPERM, "domain %s (%s) was not created by lsc for this host: left alone",
                                    virDomainGetName(dom), uuid);
         if (g <= generation)
                 *ret = TAKE_PTR(dom);
@@ -914,7 +927,7 @@ static int virt_destroy(struct drv *d, const char *uuid, uint64_t generation)
         int r = conn_get(v, &conn);
 
         if (r == 0)
-                r = removable_lookup(conn, uuid, generation, &dom);
+                r = removable_lookup(v, conn, uuid, generation, &dom);
         if (r == 0 && dom)
                 r = domain_remove(dom);
         if (r < 0)
@@ -939,7 +952,7 @@ static int virt_shutdown(struct drv *d, const char *uuid, uint64_t generation, u
         int forced = 0, r = conn_get(v, &conn);
 
         if (r == 0)
-                r = removable_lookup(conn, uuid, generation, &dom);
+                r = removable_lookup(v, conn, uuid, generation, &dom);
         if (r < 0)
                 return r;
         if (dom && virDomainIsActive(dom) == 1) {
@@ -966,7 +979,7 @@ static int virt_shutdown(struct drv *d, const char *uuid, uint64_t generation, u
 
 /* A domain named name that is not the identity's own: -EEXIST, since libvirt names are
  * unique per host and lsc must not take over or replace someone else's. */
-static int name_check(virConnectPtr conn, const struct drv_spec *spec)
+static int name_check(const struct drv_libvirt *v, virConnectPtr conn, const struct drv_spec *spec)
 {
         _cleanup_domain_ virDomainPtr dom = virDomainLookupByName(conn, spec->name);
         char uuid[VIR_UUID_STRING_BUFLEN];
@@ -978,7 +991,7 @@ static int name_check(virConnectPtr conn, const struct drv_spec *spec)
                        virt_fail("cannot look up domain %s", spec->name);
         if (virDomainGetUUIDString(dom, uuid) == 0 && strcmp(uuid, spec->uuid) == 0)
                 return 0;
-        r = domain_owned(dom, &g);
+        r = domain_owned(v, dom, &g);
         if (r < 0)
                 return r == -ENOENT ? 0 : r;
         if (r == 1)
@@ -1037,7 +1050,7 @@ static int virt_instantiate(struct drv *d, const struct drv_spec *spec)
         if (r < 0)
                 return r;
         if (dom) {
-                r = domain_owned(dom, &g);
+                r = domain_owned(v, dom, &g);
                 if (r < 0 && r != -ENOENT)
                         return r;
                 if (r == 0)
@@ -1062,7 +1075,7 @@ static int virt_instantiate(struct drv *d, const struct drv_spec *spec)
         r = overlays_remove(v, spec->uuid, spec->generation - 1);
         if (r < 0)
                 return r;
-        r = name_check(conn, spec);
+        r = name_check(v, conn, spec);
         if (r < 0)
                 return r;
         r = disk_prepare(v, spec, &disk);
@@ -1137,7 +1150,7 @@ static int virt_stats(struct drv *d, struct drv_stats *ret)
 
         if (r < 0)
                 return r;
-        n = owned_list(conn, v->uri, &o);
+        n = owned_list(v, conn, v->uri, &o);
         if (n < 0)
                 return n;
         s.instances = calloc((size_t)n + 1, sizeof(*s.instances));

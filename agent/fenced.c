@@ -101,7 +101,7 @@ static int64_t ms(int64_t us)
 /* Opens the libvirt driver; failures are logged when they change and retried. */
 static int driver_open(struct fenced *f, int64_t now)
 {
-        struct drv_config dc = { .uri = f->cfg->uri, .state_dir = f->cfg->state_dir };
+        struct drv_config dc = { .uri = f->cfg->uri, .host = f->cfg->host, .state_dir = f->cfg->state_dir };
         int r = drv_open("libvirt", &dc, &f->drv);
 
         if (r < 0) {

@@ -48,6 +48,8 @@ void fenced_lease_swept(struct fenced_lease *l, int64_t now_us, bool ok);
 struct fenced_config {
         const char *socket;              /* the unix datagram socket the agent pets */
         const char *uri;                 /* libvirt URI: the agent's */
+        const char *host;                /* the agent's host name: only its domains are
+                                          * destroyed; NULL: every lsc domain on uri */
         const char *state_dir;           /* the agent's state dir: the ephemeral overlays in
                                           * its disks/ go with their domains; NULL: the
                                           * driver's default */

@@ -21,6 +21,9 @@ static void usage(FILE *f)
 "                         fenced_socket); created 0600, at most 107 bytes\n"
 "  --uri URI              the libvirt URI of the agent's instances, e.g. qemu:///system\n"
 "                         (not test:///default: that hypervisor lives inside the agent)\n"
+"  --host NAME            the agent's host name (its --name): only that host's domains\n"
+"                         are destroyed (default: every lsc domain on URI; give it\n"
+"                         when several hosts share one libvirtd)\n"
 "  --state-dir DIR        the agent's state dir: the ephemeral overlays in its disks/\n"
 "                         go with their domains (default: the libvirt driver's)\n"
 "  --log-level LEVEL      error, warn, info (default) or debug\n"
@@ -35,6 +38,7 @@ int main(int argc, char **argv)
         static const struct option longopts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "uri", required_argument, NULL, 'u' },
+                { "host", required_argument, NULL, 'H' },
                 { "state-dir", required_argument, NULL, 'd' },
                 { "log-level", required_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
@@ -49,6 +53,7 @@ int main(int argc, char **argv)
                 switch (c) {
                 case 's': cfg.socket = optarg; break;
                 case 'u': cfg.uri = optarg; break;
+                case 'H': cfg.host = optarg; break;
                 case 'd': cfg.state_dir = optarg; break;
                 case 'L':
                         if (lsc_log_level_parse(optarg, &lsc_log_threshold) < 0) {

@@ -100,7 +100,7 @@ foreign_runs() { [ "$(vsh domstate "$FOREIGN")" = running ]; }
 
 # --- lsc-fenced, on its own; then the agent, petting it
 SOCK=$LSC_SCRATCH/fenced.sock
-"$LSC_BIN/lsc-fenced" --socket "$SOCK" --uri "$URI" --state-dir "$LSC_SCRATCH/agents/vmhost" \
+"$LSC_BIN/lsc-fenced" --socket "$SOCK" --uri "$URI" --host vmhost --state-dir "$LSC_SCRATCH/agents/vmhost" \
 	--log-level debug </dev/null >>"$LSC_SCRATCH/fenced.log" 2>&1 &
 FENCED_PID=$!
 wait_until 10 test -S "$SOCK"

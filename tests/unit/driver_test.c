@@ -589,6 +589,39 @@ static void libvirt_second_handle_sees_the_same_state(void **state)
         drv_close(&b);
 }
 
+/* Two hosts on one libvirtd (as in tests, or a lab): each sees, destroys and lists
+ * only its own domains. */
+static void libvirt_host_sees_only_its_own_domains(void **state)
+{
+        struct drv_config ca = config(), cb = config();
+        struct drv *a, *b, *any;
+        struct drv_instance *v;
+        virDomainPtr dom;
+
+        ca.host = "ha";
+        cb.host = "hb";
+        a = open_driver("libvirt", &ca);
+        b = open_driver("libvirt", &cb);
+        assert_int_equal(instantiate(a, U1, "web1", 3), 0);
+        assert_int_equal(list(b, &v), 0);                     /* a's, not b's */
+        free(v);
+        assert_int_equal(drv_destroy(b, U1, 3), -EPERM);     /* not b's: left alone */
+        dom = observe(U1);
+        assert_non_null(dom);
+        assert_int_equal(virDomainIsActive(dom), 1);
+        virDomainFree(dom);
+        assert_int_equal(list(a, &v), 1);
+        free(v);
+        any = open_libvirt();                                 /* no host: every lsc domain */
+        assert_int_equal(list(any, &v), 1);
+        free(v);
+        assert_int_equal(drv_destroy(a, U1, 3), 0);
+        assert_null(observe(U1));
+        drv_close(&any);
+        drv_close(&a);
+        drv_close(&b);
+}
+
 struct worker {
         struct drv *d;
         char uuid[DRV_UUID_STR];
@@ -864,6 +897,7 @@ int main(void)
                 cmocka_unit_test_setup(spec_with_bad_uuid_or_name_is_rejected, clear),
                 cmocka_unit_test_setup(cpu_permille_is_the_busy_share_between_samples, clear),
                 cmocka_unit_test_setup(volume_path_is_uuid_qcow2_inside_volume_dir, clear),
+                cmocka_unit_test_setup(libvirt_host_sees_only_its_own_domains, clear),
                 cmocka_unit_test_setup(volume_path_without_volume_dir_or_with_bad_input_is_refused, clear),
 #define LV(t) cmocka_unit_test_setup_teardown(t, clear, remove_lsc_domains)
                 LV(libvirt_instantiate_runs_domain_with_identity_uuid_and_mac),
