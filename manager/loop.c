@@ -19,6 +19,7 @@
 /* Frames above the envelope limit still get an error reply; far larger ones make
  * libzmq drop the peer before they fill memory. */
 #define LOOP_MAX_MSG ((int64_t)LSC_WIRE_MAX_FRAME * 4)
+#define LIVENESS_DEFER_MAX_US 2000000  /* a busy loop judges liveness this late at most */
 #define LOOP_IO_THREADS 2             /* libzmq I/O threads: CurveZMQ runs there */
 
 /* For ipc:// endpoints: the directory exists and the socket is for root's group only. */
@@ -356,9 +357,18 @@ static int store_readable(struct loop *l)
         }
 }
 
+/* Whether agents' messages wait unread on lscd's socket. */
+static bool agents_pending(struct loop *l)
+{
+        int events = 0;
+        size_t len = sizeof(events);
+
+        return l->agents && zmq_getsockopt(l->agents, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
 int loop_run(struct loop *l)
 {
-        int64_t next_tick = lsc_now_us() + 500000;
+        int64_t next_tick = lsc_now_us() + 500000, judged_at = lsc_now_us();
 
         log_info("lscd listening for the CLI on %s (incarnation %016llx)", l->cfg.cli_endpoint,
                  (unsigned long long)l->incarnation);
@@ -399,9 +409,15 @@ int loop_run(struct loop *l)
                         agents_readable(l);
                 now = lsc_now_us();
                 if (now >= next_tick) {
-                        liveness_tick(&l->liveness, now);
-                        for (size_t i = 0; i < l->liveness.n_hosts; i++)
-                                reconcile_host_state(l, l->liveness.hosts[i]);
+                        /* A loop that has not read the agents' messages yet does not
+                         * judge them: heartbeats may be waiting in the socket. Judged
+                         * late by at most LIVENESS_DEFER_MAX_US. */
+                        if (!agents_pending(l) || now - judged_at >= LIVENESS_DEFER_MAX_US) {
+                                liveness_tick(&l->liveness, now);
+                                judged_at = now;
+                                for (size_t i = 0; i < l->liveness.n_hosts; i++)
+                                        reconcile_host_state(l, l->liveness.hosts[i]);
+                        }
                         reconcile_tick(l, now);
                         next_tick = now + 200000;
                 }
