@@ -335,6 +335,10 @@ static void run_command(struct job *j)
                 j->done_us = now_us();
                 return;
         }
+        /* stamped on the lease's clock, so an outside checker (tests/chaos) can merge
+         * instance lifetimes across hosts: the intent before the driver hears of it... */
+        log_info("driver %s %s generation %llu: intent at boot %lld us", job_kind_names[j->kind],
+                 who(j->name, j->uuid, who_buf), (unsigned long long)j->generation, (long long)now_us());
         if (j->kind == JOB_INSTANTIATE)
                 r = drv_instantiate(j->drv, &j->spec);
         else if (j->kind == JOB_DESTROY)
@@ -342,6 +346,10 @@ static void run_command(struct job *j)
         else
                 r = drv_shutdown(j->drv, j->uuid, j->generation, j->timeout_ms);
         j->done_us = now_us();
+        /* ...and the outcome once the driver returned */
+        log_info("driver %s %s generation %llu: %s at boot %lld us", job_kind_names[j->kind],
+                 who(j->name, j->uuid, who_buf), (unsigned long long)j->generation, r < 0 ? "failed" : "returned",
+                 (long long)j->done_us);
         if (r < 0)
                 job_fail(j, r);
         else
@@ -738,7 +746,8 @@ static void lease_extend(struct agent_loop *l, int64_t from_us, uint32_t ttl_ms,
                          (long long)((deadline - now) / 1000));
         }
         pet(l);
-        log_debug("lease until now%+lld ms", (long long)((deadline - now) / 1000));
+        log_debug("lease until now%+lld ms (at boot %lld us)", (long long)((deadline - now) / 1000),
+                  (long long)deadline);
 }
 
 static void refused(struct agent_loop *l, const char *error)
