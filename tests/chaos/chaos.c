@@ -1049,6 +1049,40 @@ static void fault_one(void)
                 C.moves[m].closed = true;
 }
 
+/* Real VMs only where the identities are: a qemu host emptied by a fault gets two
+ * back by `lsc server migrate --to` (break-before-make, checked like any move). */
+static void qemu_fill(void)
+{
+        for (int a = 0; a < C.n_agents; a++) {
+                struct agent *ag = &C.agents[a];
+                int have = 0, moved = 0;
+                int64_t took = 0;
+                char names[200] = "";
+                if (ag->kind != DK_QEMU || ag->pid <= 0 || ag->frozen)
+                        continue;
+                for (int k = 0; k < C.n_ids; k++)
+                        have += strcmp(C.ids[k].host, ag->name) == 0;
+                for (int k = 0; k < C.n_ids && have + moved < 2; k++) {
+                        struct ident *id = &C.ids[(k + C.fault_no) % C.n_ids];
+                        char *argv[] = { "server", "migrate", id->name, "--to", ag->name };
+                        if (strcmp(id->host, ag->name) == 0 || strcmp(id->state, "running") != 0)
+                                continue;
+                        if (lsc_cmd(argv, 5) == 0) {
+                                moved++;
+                                snprintf(names + strlen(names), sizeof(names) - strlen(names), " %s", id->name);
+                        }
+                }
+                if (!moved)
+                        continue;
+                bool ok = settle(0, &took);
+                say("migrated%s to %s: %s in %.1f s", names, ag->name, ok ? "converged" : "NOT converged",
+                    (double)took / 1e6);
+                if (!ok && !g_stop)
+                        violation("migrations to %s: no convergence within %d s", ag->name, C.o.settle_seconds);
+                check_all("migrate");
+        }
+}
+
 /* ---- set-up and the end ---------------------------------------------------------------------- */
 
 static void cleanup(void)
@@ -1338,10 +1372,15 @@ int main(int argc, char **argv)
         say("%d servers running after %.1f s; faults begin", C.n_ids, (double)settled / 1e6);
         check_all("start");
 
-        while (!g_stop && C.fault_no < C.o.faults && now_us() - wall0 < (int64_t)C.o.max_seconds * 1000000)
-                fault_one();
+        while (!g_stop && C.fault_no < C.o.faults && now_us() - wall0 < (int64_t)C.o.max_seconds * 1000000) {
+                qemu_fill();
+                if (!g_stop)
+                        fault_one();
+        }
         check_all("end");
-        r = 0;
+        r = g_stop ? -1 : 0;            /* interrupted: not a full run */
+        if (g_stop)
+                say("interrupted after %d faults", C.fault_no);
 out:
         if (C.sampler_on) {
                 C.sampler_on = false;
