@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -42,13 +43,20 @@
 enum drv_kind { DK_FAKE, DK_TEST, DK_QEMU, DK_COUNT };
 static const char *const dk_names[DK_COUNT] = { "fake", "test", "qemu" };
 
-enum fault_kind { FK_AGENT_KILL, FK_AGENT_STOP, FK_LSCD_KILL, FK_PG_KILL, FK_COUNT };
-static const char *const fk_names[FK_COUNT] = { "agent-kill9", "agent-sigstop", "lscd-kill9", "pg-kill9" };
+enum fault_kind { FK_AGENT_KILL, FK_AGENT_STOP, FK_PARTITION, FK_LSCD_KILL, FK_PG_KILL, FK_COUNT };
+static const char *const fk_names[FK_COUNT] = { "agent-kill9", "agent-sigstop", "partition", "lscd-kill9",
+                                                "pg-kill9" };
+
+/* The partition: everything runs in network namespace A (the harness enters it at
+ * start), one more fake agent in namespace B, joined to A by a veth pair whose link
+ * the fault cuts. Addresses exist only inside these two namespaces. */
+#define NET_A_ADDR "10.213.0.1"
+#define NET_B_ADDR "10.213.0.2"
 
 struct opts {
         uint64_t seed;
         int faults, max_seconds, settle_seconds, servers;
-        int n_fake, n_test, n_qemu;
+        int n_fake, n_test, n_qemu, partition;
         int lease_ms, grace_ms;
         bool keep;
 };
@@ -73,6 +81,7 @@ struct agent {
         int runs;
         char conf[320], state_dir[320];
         pid_t fenced_pid;
+        bool partitioned;                /* in namespace B, behind the veth */
 };
 
 /* An instance's life on one host: from an agent's log (in-process drivers) or from
@@ -101,7 +110,8 @@ struct move {
 
 static struct {
         struct opts o;
-        char dir[64], bindir[256], prefix[32];
+        char dir[64], bindir[256], prefix[32], ns_a[64], ns_b[64];
+        bool ns_made;
         int agent_port, pg_port;
         pid_t pg_pid, lscd_pid;
         int lscd_runs;
@@ -249,18 +259,26 @@ static void child_stop(pid_t *pidp, int sig, int64_t grace_us)
 }
 
 /* Starts argv with stdout and stderr appended to log; dies with the harness. */
-static pid_t spawn(char *const argv[], const char *log, int deathsig)
+static pid_t spawn_in(char *const argv[], const char *log, int deathsig, const char *netns)
 {
         pid_t parent = getpid(), pid;
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), nsfd = -1;
+        char path[128];
 
         if (fd < 0)
                 return -1;
+        if (netns) {
+                snprintf(path, sizeof(path), "/run/netns/%s", netns);
+                if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+                        close(fd);
+                        return -1;
+                }
+        }
         pid = fork();
         if (pid == 0) {
                 int in = open("/dev/null", O_RDONLY);
                 prctl(PR_SET_PDEATHSIG, deathsig);
-                if (getppid() != parent || in < 0)
+                if (getppid() != parent || in < 0 || (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0))
                         _exit(127);
                 dup2(in, 0);
                 dup2(fd, 1);
@@ -269,7 +287,14 @@ static pid_t spawn(char *const argv[], const char *log, int deathsig)
                 _exit(127);
         }
         close(fd);
+        if (nsfd >= 0)
+                close(nsfd);
         return pid;
+}
+
+static pid_t spawn(char *const argv[], const char *log, int deathsig)
+{
+        return spawn_in(argv, log, deathsig, NULL);
 }
 
 /* Runs argv to the end; its stdout into *ret_out (malloc'd) when asked. Exit status. */
@@ -321,6 +346,58 @@ static int sh(const char *script, char **ret_out)
 
         snprintf(log, sizeof(log), "%s/sh.log", C.dir);
         return run(argv, ret_out, log);
+}
+
+/* Namespaces A and B and the veth between them; then the harness enters A, so
+ * PostgreSQL, lscd and the other agents run on A's loopback. */
+static int net_setup(void)
+{
+        char script[1200], path[128];
+        int fd, rc;
+
+        snprintf(C.ns_a, sizeof(C.ns_a), "lsc-chaos-%s-a", strrchr(C.dir, '.') + 1);
+        snprintf(C.ns_b, sizeof(C.ns_b), "lsc-chaos-%s-b", strrchr(C.dir, '.') + 1);
+        snprintf(script, sizeof(script),
+                 "set -e; ip netns add %s; ip netns add %s; ip -n %s link set lo up; ip -n %s link set lo up; "
+                 "ip -n %s link add lscx-a type veth peer name lscx-b netns %s; "
+                 "ip -n %s addr add " NET_A_ADDR "/30 dev lscx-a; ip -n %s addr add " NET_B_ADDR "/30 dev lscx-b; "
+                 "ip -n %s link set lscx-a up; ip -n %s link set lscx-b up",
+                 C.ns_a, C.ns_b, C.ns_a, C.ns_b, C.ns_a, C.ns_b, C.ns_a, C.ns_b, C.ns_a, C.ns_b);
+        C.ns_made = true;
+        if ((rc = sh(script, NULL)) != 0) {
+                fprintf(stderr, "lsc-chaos: cannot make the namespaces for the partition (see %s/sh.log); "
+                                "--partition 0 runs without\n", C.dir);
+                return -1;
+        }
+        snprintf(path, sizeof(path), "/run/netns/%s", C.ns_a);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) < 0) {
+                fprintf(stderr, "lsc-chaos: cannot enter namespace %s: %s\n", C.ns_a, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        close(fd);
+        return 0;
+}
+
+/* The veth's end in A down (the cut) or up (restored). */
+static int net_link(bool up)
+{
+        char script[200];
+
+        snprintf(script, sizeof(script), "ip -n %s link set lscx-a %s", C.ns_a, up ? "up" : "down");
+        return sh(script, NULL);
+}
+
+static void net_teardown(void)
+{
+        char script[300];
+
+        if (!C.ns_made)
+                return;
+        snprintf(script, sizeof(script), "ip netns del %s; ip netns del %s", C.ns_a, C.ns_b);
+        sh(script, NULL);
+        C.ns_made = false;
 }
 
 /* ---- PostgreSQL, lscd, lsc ----------------------------------------------------------- */
@@ -381,7 +458,8 @@ static int lscd_start(void)
         snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5",
                  C.pg_port);
         snprintf(listen_ep, sizeof(listen_ep), "ipc://%s/lscd.sock", C.dir);
-        snprintf(agent_ep, sizeof(agent_ep), "tcp://127.0.0.1:%d", C.agent_port);
+        /* with a partition, also on the veth: the agent in namespace B comes through it */
+        snprintf(agent_ep, sizeof(agent_ep), "tcp://%s:%d", C.o.partition ? "0.0.0.0" : "127.0.0.1", C.agent_port);
         snprintf(key, sizeof(key), "%s/lscd.key", C.dir);
         snprintf(keys, sizeof(keys), "%s/keys", C.dir);
         snprintf(lscd, sizeof(lscd), "%s/lscd", C.bindir);
@@ -452,11 +530,11 @@ static int agent_start(int a)
         in->agent = a;
         snprintf(in->log, sizeof(in->log), "%s/agent-%s.%d.log", C.dir, ag->name, ++ag->runs);
         snprintf(exe, sizeof(exe), "%s/lsc-agent", C.bindir);
-        snprintf(mgr, sizeof(mgr), "tcp://127.0.0.1:%d", C.agent_port);
+        snprintf(mgr, sizeof(mgr), "tcp://%s:%d", ag->partitioned ? NET_A_ADDR : "127.0.0.1", C.agent_port);
         snprintf(key, sizeof(key), "%s/lscd.pub", C.dir);
         char *argv[] = { exe, "--name", ag->name, "--state-dir", ag->state_dir, "--config", ag->conf,
                          "--manager", mgr, "--manager-key", key, "--log-level", "debug", NULL };
-        if ((ag->pid = spawn(argv, in->log, SIGKILL)) < 0)
+        if ((ag->pid = spawn_in(argv, in->log, SIGKILL, ag->partitioned ? C.ns_b : NULL)) < 0)
                 return -1;
         ag->inc = C.n_incs++;
         ag->frozen = false;
@@ -593,8 +671,8 @@ static void logs_parse(void)
                                 if (d > in->deadline)
                                         in->deadline = d;
                         } else if (strstr(line, FENCE_LINE)) {
-                                bool own = (C.fault_kind == FK_AGENT_KILL || C.fault_kind == FK_AGENT_STOP) &&
-                                           in->agent == C.fault_agent;
+                                bool own = (C.fault_kind == FK_AGENT_KILL || C.fault_kind == FK_AGENT_STOP ||
+                                            C.fault_kind == FK_PARTITION) && in->agent == C.fault_agent;
                                 n = strcspn(line, "\n");
                                 line[n] = '\0';
                                 if (own) {
@@ -971,8 +1049,18 @@ static void fault_one(void)
 {
         int64_t lease = (int64_t)C.o.lease_ms * 1000, grace = (int64_t)C.o.grace_ms * 1000, t0, settled = 0;
         uint64_t r = rnd() % 100;
-        enum fault_kind k = r < 30 ? FK_AGENT_KILL : r < 60 ? FK_AGENT_STOP : r < 80 ? FK_LSCD_KILL : FK_PG_KILL;
+        enum fault_kind k;
         int a = (int)(rnd() % (uint64_t)C.n_agents);
+
+        if (!C.o.partition)
+                k = r < 30 ? FK_AGENT_KILL : r < 60 ? FK_AGENT_STOP : r < 80 ? FK_LSCD_KILL : FK_PG_KILL;
+        else
+                k = r < 25 ? FK_AGENT_KILL : r < 50 ? FK_AGENT_STOP : r < 65 ? FK_PARTITION
+                                                                          : r < 80 ? FK_LSCD_KILL : FK_PG_KILL;
+        if (k == FK_PARTITION)
+                for (int i = 0; i < C.n_agents; i++)
+                        if (C.agents[i].partitioned)
+                                a = i;
         char what[200];
         bool conv;
 
@@ -1011,6 +1099,22 @@ static void fault_one(void)
                 kill(ag->pid, SIGCONT);
                 ag->frozen = false;
                 snprintf(what, sizeof(what), "%s %s (%s) for %.1f s", fk_names[k], ag->name, dk_names[ag->kind],
+                         (double)len / 1e6);
+                break;
+        }
+        case FK_PARTITION: {
+                struct agent *ag = &C.agents[a];
+                int64_t len = lease + rnd_range(500000, grace + 3000000);
+                if (len >= lease + grace)
+                        moves_note(a, t0);
+                if (net_link(false) != 0)
+                        violation("cannot cut the link of %s", ag->name);
+                wait_polling(len);
+                if (net_link(true) != 0) {
+                        violation("cannot restore the link of %s", ag->name);
+                        g_stop = 1;
+                }
+                snprintf(what, sizeof(what), "%s of %s (%s) for %.1f s", fk_names[k], ag->name, dk_names[ag->kind],
                          (double)len / 1e6);
                 break;
         }
@@ -1100,6 +1204,7 @@ static void cleanup(void)
         child_stop(&C.lscd_pid, SIGTERM, 30000000);
         if (C.pg_pid > 0)
                 pg_kill(SIGQUIT);        /* PostgreSQL's immediate shutdown */
+        net_teardown();
         if (C.libvirtd_started[0]) {
                 char script[1024];
                 snprintf(script, sizeof(script), ". '%s/tests/lib/libvirtd.sh' && LIBVIRTD_STARTED=(%s) && "
@@ -1119,18 +1224,22 @@ static void cleanup(void)
 static void usage(FILE *f)
 {
         fputs("Usage: lsc-chaos [--seed N] [--faults N] [--max-seconds N] [--settle-seconds N]\n"
-              "                 [--servers N] [--fake N] [--test N] [--qemu N] [--lease-ms N] [--grace-ms N] [--keep]\n"
+              "                 [--servers N] [--fake N] [--test N] [--qemu N] [--partition 0|1]\n"
+              "                 [--lease-ms N] [--grace-ms N] [--keep]\n"
               "Starts a private PostgreSQL, lscd, lsc-fenced and agents (fake, libvirt test:///default,\n"
               "qemu:///system), injects seeded random faults and checks lsc's invariants.\n"
               "Defaults: --seed 1 --faults 30 --max-seconds 900 --settle-seconds 120 --servers 12\n"
               "          --fake 2 --test 2 --qemu 1 --lease-ms 4000 --grace-ms 2000\n"
+              "          --partition 1 as root (one more fake agent in a network namespace of its own,\n"
+              "          joined by a veth pair whose link is cut and restored), else 0\n"
               "Exit status: 0 no violation, 1 violations or a failed set-up, 2 bad usage.\n", f);
 }
 
 static int parse(int argc, char **argv)
 {
         C.o = (struct opts){ .seed = 1, .faults = 30, .max_seconds = 900, .settle_seconds = 120, .servers = 12,
-                             .n_fake = 2, .n_test = 2, .n_qemu = 1, .lease_ms = 4000, .grace_ms = 2000 };
+                             .n_fake = 2, .n_test = 2, .n_qemu = 1, .partition = geteuid() == 0,
+                             .lease_ms = 4000, .grace_ms = 2000 };
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 char *end;
@@ -1161,6 +1270,7 @@ static int parse(int argc, char **argv)
                 else if (strcmp(a, "--fake") == 0) C.o.n_fake = (int)v;
                 else if (strcmp(a, "--test") == 0) C.o.n_test = (int)v;
                 else if (strcmp(a, "--qemu") == 0) C.o.n_qemu = (int)v;
+                else if (strcmp(a, "--partition") == 0) C.o.partition = (int)v;
                 else if (strcmp(a, "--lease-ms") == 0) C.o.lease_ms = (int)v;
                 else if (strcmp(a, "--grace-ms") == 0) C.o.grace_ms = (int)v;
                 else {
@@ -1169,8 +1279,8 @@ static int parse(int argc, char **argv)
                         return -1;
                 }
         }
-        if (C.o.servers < 1 || C.o.servers > SERVERS_MAX || C.o.n_qemu > 1 ||
-            C.o.n_fake + C.o.n_test + C.o.n_qemu < 2 || C.o.n_fake + C.o.n_test + C.o.n_qemu > AGENTS_MAX ||
+        if (C.o.servers < 1 || C.o.servers > SERVERS_MAX || C.o.n_qemu > 1 || C.o.partition > 1 ||
+            C.o.n_fake + C.o.n_test + C.o.n_qemu < 2 || C.o.n_fake + C.o.n_test + C.o.n_qemu + C.o.partition > AGENTS_MAX ||
             C.o.lease_ms < 1000) {
                 fprintf(stderr, "lsc-chaos: 1-%d servers, 2-%d agents (at most one on qemu:///system: there is one "
                                 "libvirtd), a lease of at least 1000 ms\n", SERVERS_MAX, AGENTS_MAX);
@@ -1301,11 +1411,15 @@ int main(int argc, char **argv)
                 snprintf(ep, sizeof(ep), "ipc://%s", path);
                 setenv("LSC_MANAGER", ep, 1);
         }
-        say("lsc-chaos: seed %llu, %d faults at most in %d s, %d servers on %d fake, %d test, %d qemu agents; "
+        say("lsc-chaos: seed %llu, %d faults at most in %d s, %d servers on %d fake, %d test, %d qemu agents%s; "
             "lease %d ms, grace %d ms; scratch %s", (unsigned long long)C.o.seed, C.o.faults, C.o.max_seconds,
-            C.o.servers, C.o.n_fake, C.o.n_test, C.o.n_qemu, C.o.lease_ms, C.o.grace_ms, C.dir);
+            C.o.servers, C.o.n_fake, C.o.n_test, C.o.n_qemu,
+            C.o.partition ? " and 1 fake agent behind a veth in a network namespace of its own" : "",
+            C.o.lease_ms, C.o.grace_ms, C.dir);
 
         if (C.o.n_qemu && libvirt_ready() < 0)
+                goto out;
+        if (C.o.partition && net_setup() < 0)
                 goto out;
         if (pg_start() < 0)
                 goto out;
@@ -1345,6 +1459,11 @@ int main(int argc, char **argv)
                 for (int i = 0; i < C.o.n_qemu; i++, a++)
                         if (agent_setup(a, DK_QEMU) < 0)
                                 goto out;
+                for (int i = 0; i < C.o.partition; i++, a++) {
+                        if (agent_setup(a, DK_FAKE) < 0)
+                                goto out;
+                        C.agents[a].partitioned = true;
+                }
                 C.n_agents = a;
                 for (a = 0; a < C.n_agents; a++)
                         if (agent_start(a) < 0)
