@@ -56,7 +56,7 @@ static const char *const fk_names[FK_COUNT] = { "agent-kill9", "agent-sigstop", 
 struct opts {
         uint64_t seed;
         int faults, max_seconds, settle_seconds, servers;
-        int n_fake, n_test, n_qemu, partition;
+        int n_fake, n_test, n_qemu, partition, wire;
         int lease_ms, grace_ms;
         bool keep;
 };
@@ -82,6 +82,7 @@ struct agent {
         char conf[320], state_dir[320];
         pid_t fenced_pid;
         bool partitioned;                /* in namespace B, behind the veth */
+        bool wire;                       /* its messages duplicated, replayed, delayed */
 };
 
 /* An instance's life on one host: from an agent's log (in-process drivers) or from
@@ -133,6 +134,7 @@ static struct {
         int fault_agent;
         int kind_count[FK_COUNT];
         long violations, overlaps_reported, needless, fences_expected;
+        long wire_dup, wire_replay, wire_delay;
         char libvirtd_started[512];
         uint64_t rng;
         bool cleaned;
@@ -577,6 +579,13 @@ static int agent_setup(int a, enum drv_kind kind)
                         "destroy_budget_ms = %d\n", C.dir, path, C.o.lease_ms / 2);
                 break;
         }
+        /* test-only wire faults (agent/loop.c chaos_send): the second agent of each
+         * in-process kind gets its messages duplicated, replayed and delayed */
+        if (C.o.wire && kind != DK_QEMU && (a == 1 || a == C.o.n_fake + 1)) {
+                ag->wire = true;
+                fprintf(f, "chaos_duplicate_pct = 10\nchaos_replay_pct = 10\nchaos_delay_pct = 10\n"
+                        "chaos_delay_ms = 700\n");
+        }
         fclose(f);
         if (kind == DK_QEMU) {
                 char exe[PATH_MAX + 16], log[320];
@@ -670,6 +679,10 @@ static void logs_parse(void)
                                         inc_lapse(in, d > in->deadline && d < logged ? d : in->deadline);
                                 if (d > in->deadline)
                                         in->deadline = d;
+                        } else if (strstr(line, "chaos: ")) {
+                                C.wire_dup += strstr(line, "sent twice") != NULL;
+                                C.wire_replay += strstr(line, "replayed") != NULL;
+                                C.wire_delay += strstr(line, "held back") != NULL;
                         } else if (strstr(line, FENCE_LINE)) {
                                 bool own = (C.fault_kind == FK_AGENT_KILL || C.fault_kind == FK_AGENT_STOP ||
                                             C.fault_kind == FK_PARTITION) && in->agent == C.fault_agent;
@@ -1224,21 +1237,23 @@ static void cleanup(void)
 static void usage(FILE *f)
 {
         fputs("Usage: lsc-chaos [--seed N] [--faults N] [--max-seconds N] [--settle-seconds N]\n"
-              "                 [--servers N] [--fake N] [--test N] [--qemu N] [--partition 0|1]\n"
+              "                 [--servers N] [--fake N] [--test N] [--qemu N] [--partition 0|1] [--wire-faults 0|1]\n"
               "                 [--lease-ms N] [--grace-ms N] [--keep]\n"
               "Starts a private PostgreSQL, lscd, lsc-fenced and agents (fake, libvirt test:///default,\n"
               "qemu:///system), injects seeded random faults and checks lsc's invariants.\n"
               "Defaults: --seed 1 --faults 30 --max-seconds 900 --settle-seconds 120 --servers 12\n"
               "          --fake 2 --test 2 --qemu 1 --lease-ms 4000 --grace-ms 2000\n"
               "          --partition 1 as root (one more fake agent in a network namespace of its own,\n"
-              "          joined by a veth pair whose link is cut and restored), else 0\n"
+              "          joined by a veth pair whose link is cut and restored), else 0;\n"
+              "          --wire-faults 1: the second fake and the second test agent send each message\n"
+              "          twice, replay the one before, or hold it back 700 ms, each 10% of the time\n"
               "Exit status: 0 no violation, 1 violations or a failed set-up, 2 bad usage.\n", f);
 }
 
 static int parse(int argc, char **argv)
 {
         C.o = (struct opts){ .seed = 1, .faults = 30, .max_seconds = 900, .settle_seconds = 120, .servers = 12,
-                             .n_fake = 2, .n_test = 2, .n_qemu = 1, .partition = geteuid() == 0,
+                             .n_fake = 2, .n_test = 2, .n_qemu = 1, .partition = geteuid() == 0, .wire = 1,
                              .lease_ms = 4000, .grace_ms = 2000 };
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
@@ -1271,6 +1286,7 @@ static int parse(int argc, char **argv)
                 else if (strcmp(a, "--test") == 0) C.o.n_test = (int)v;
                 else if (strcmp(a, "--qemu") == 0) C.o.n_qemu = (int)v;
                 else if (strcmp(a, "--partition") == 0) C.o.partition = (int)v;
+                else if (strcmp(a, "--wire-faults") == 0) C.o.wire = (int)v;
                 else if (strcmp(a, "--lease-ms") == 0) C.o.lease_ms = (int)v;
                 else if (strcmp(a, "--grace-ms") == 0) C.o.grace_ms = (int)v;
                 else {
@@ -1523,6 +1539,8 @@ out:
                 printf("lease-only rule (in-process instances alive until a killed agent's lease deadline, though "
                        "its process died and its restart re-registered without them): %ld overlaps\n",
                        check_overlaps(false, false));
+                printf("wire faults (agents' test-only chaos_* keys): %ld duplicated, %ld replayed, %ld delayed "
+                       "messages\n", C.wire_dup, C.wire_replay, C.wire_delay);
                 printf("violations: %ld\nneedless self-fencings: %ld (expected ones, on a faulted host: %ld)\n",
                        C.violations, C.needless, C.fences_expected);
                 off += (size_t)snprintf(json + off, sizeof(json) - off,
@@ -1532,7 +1550,9 @@ out:
                         off += (size_t)snprintf(json + off, sizeof(json) - off, "\"%s\": %d, ", fk_names[k],
                                                 C.kind_count[k]);
                 off += (size_t)snprintf(json + off, sizeof(json) - off,
-                                        "\"violations\": %ld, \"needless_self_fencings\": %ld", C.violations, C.needless);
+                                        "\"wire_duplicated\": %ld, \"wire_replayed\": %ld, \"wire_delayed\": %ld, "
+                                        "\"violations\": %ld, \"needless_self_fencings\": %ld", C.wire_dup,
+                                        C.wire_replay, C.wire_delay, C.violations, C.needless);
                 for (int d = 0; d < DK_COUNT; d++) {
                         int64_t *v = calloc(C.n_moves + 1, sizeof(*v));
                         size_t nv = 0, late = 0;
