@@ -9,4 +9,4 @@
 # libvirtd itself and stops what it started). LSC_CHAOS_SEED replays another seed.
 set -euo pipefail
 : "${LSC_BIN:?LSC_BIN must point at the bin directory of the build}"
-exec "$LSC_BIN/lsc-chaos" --seed "${LSC_CHAOS_SEED:-1}" --faults 30 --max-seconds 300
+exec "$LSC_BIN/lsc-chaos" --seed "${LSC_CHAOS_SEED:-1}" --faults 30 --max-seconds 420
