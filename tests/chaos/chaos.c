@@ -57,7 +57,7 @@ struct opts {
         uint64_t seed;
         int faults, max_seconds, settle_seconds, servers;
         int n_fake, n_test, n_qemu, partition, wire;
-        int lease_ms, grace_ms;
+        int lease_ms, grace_ms, heartbeat_ms;
         bool keep;
 };
 
@@ -563,7 +563,7 @@ static int agent_setup(int a, enum drv_kind kind)
                 return -1;
         if (!(f = fopen(ag->conf, "we")))
                 return -1;
-        fprintf(f, "[agent]\n");
+        fprintf(f, "[agent]\nheartbeat_ms = %d\n", C.o.heartbeat_ms);
         switch (kind) {
         case DK_FAKE:
                 fprintf(f, "driver = fake\nvcpus = 8\nmemory_mib = 4096\ndisk_gib = 100\n");
@@ -1238,11 +1238,11 @@ static void usage(FILE *f)
 {
         fputs("Usage: lsc-chaos [--seed N] [--faults N] [--max-seconds N] [--settle-seconds N]\n"
               "                 [--servers N] [--fake N] [--test N] [--qemu N] [--partition 0|1] [--wire-faults 0|1]\n"
-              "                 [--lease-ms N] [--grace-ms N] [--keep]\n"
+              "                 [--lease-ms N] [--grace-ms N] [--heartbeat-ms N] [--keep]\n"
               "Starts a private PostgreSQL, lscd, lsc-fenced and agents (fake, libvirt test:///default,\n"
               "qemu:///system), injects seeded random faults and checks lsc's invariants.\n"
               "Defaults: --seed 1 --faults 30 --max-seconds 900 --settle-seconds 120 --servers 12\n"
-              "          --fake 2 --test 2 --qemu 1 --lease-ms 4000 --grace-ms 2000\n"
+              "          --fake 2 --test 2 --qemu 1 --lease-ms 4000 --grace-ms 2000 --heartbeat-ms 1000\n"
               "          --partition 1 as root (one more fake agent in a network namespace of its own,\n"
               "          joined by a veth pair whose link is cut and restored), else 0;\n"
               "          --wire-faults 1: the second fake and the second test agent send each message\n"
@@ -1254,7 +1254,7 @@ static int parse(int argc, char **argv)
 {
         C.o = (struct opts){ .seed = 1, .faults = 30, .max_seconds = 900, .settle_seconds = 120, .servers = 12,
                              .n_fake = 2, .n_test = 2, .n_qemu = 1, .partition = geteuid() == 0, .wire = 1,
-                             .lease_ms = 4000, .grace_ms = 2000 };
+                             .lease_ms = 4000, .grace_ms = 2000, .heartbeat_ms = 1000 };
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 char *end;
@@ -1289,6 +1289,7 @@ static int parse(int argc, char **argv)
                 else if (strcmp(a, "--wire-faults") == 0) C.o.wire = (int)v;
                 else if (strcmp(a, "--lease-ms") == 0) C.o.lease_ms = (int)v;
                 else if (strcmp(a, "--grace-ms") == 0) C.o.grace_ms = (int)v;
+                else if (strcmp(a, "--heartbeat-ms") == 0) C.o.heartbeat_ms = (int)v;
                 else {
                         fprintf(stderr, "lsc-chaos: unknown option %s\n", a);
                         usage(stderr);
@@ -1297,9 +1298,10 @@ static int parse(int argc, char **argv)
         }
         if (C.o.servers < 1 || C.o.servers > SERVERS_MAX || C.o.n_qemu > 1 || C.o.partition > 1 ||
             C.o.n_fake + C.o.n_test + C.o.n_qemu < 2 || C.o.n_fake + C.o.n_test + C.o.n_qemu + C.o.partition > AGENTS_MAX ||
-            C.o.lease_ms < 1000) {
+            C.o.lease_ms < 1000 ||
+            C.o.heartbeat_ms < 50 || C.o.heartbeat_ms > 60000) {
                 fprintf(stderr, "lsc-chaos: 1-%d servers, 2-%d agents (at most one on qemu:///system: there is one "
-                                "libvirtd), a lease of at least 1000 ms\n", SERVERS_MAX, AGENTS_MAX);
+                                "libvirtd), a lease of at least 1000 ms, a heartbeat of 50-60000 ms\n", SERVERS_MAX, AGENTS_MAX);
                 return -1;
         }
         return 0;
@@ -1428,10 +1430,10 @@ int main(int argc, char **argv)
                 setenv("LSC_MANAGER", ep, 1);
         }
         say("lsc-chaos: seed %llu, %d faults at most in %d s, %d servers on %d fake, %d test, %d qemu agents%s; "
-            "lease %d ms, grace %d ms; scratch %s", (unsigned long long)C.o.seed, C.o.faults, C.o.max_seconds,
+            "lease %d ms, grace %d ms, heartbeat %d ms; scratch %s", (unsigned long long)C.o.seed, C.o.faults, C.o.max_seconds,
             C.o.servers, C.o.n_fake, C.o.n_test, C.o.n_qemu,
             C.o.partition ? " and 1 fake agent behind a veth in a network namespace of its own" : "",
-            C.o.lease_ms, C.o.grace_ms, C.dir);
+            C.o.lease_ms, C.o.grace_ms, C.o.heartbeat_ms, C.dir);
 
         if (C.o.n_qemu && libvirt_ready() < 0)
                 goto out;
