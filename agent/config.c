@@ -23,6 +23,7 @@ enum key {
         K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
         K_FENCED_SOCKET,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG,
+        K_CHAOS_DUPLICATE_PCT, K_CHAOS_REPLAY_PCT, K_CHAOS_DELAY_PCT, K_CHAOS_DELAY_MS,
         K_COUNT
 };
 
@@ -53,6 +54,10 @@ static const char *const key_names[K_COUNT] = {
         [K_FAKE_LATENCY_MS] = "fake_latency_ms",
         [K_FAKE_UNHEALTHY] = "fake_unhealthy",
         [K_FAKE_HANG] = "fake_hang",
+        [K_CHAOS_DUPLICATE_PCT] = "chaos_duplicate_pct",
+        [K_CHAOS_REPLAY_PCT] = "chaos_replay_pct",
+        [K_CHAOS_DELAY_PCT] = "chaos_delay_pct",
+        [K_CHAOS_DELAY_MS] = "chaos_delay_ms",
 };
 
 /* Keys only the fake driver reads: set with another driver, they are a mistake. */
@@ -349,6 +354,14 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 return parse_bool(key, v, &c->fake_unhealthy);
         case K_FAKE_HANG:
                 return parse_bool(key, v, &c->fake_hang);
+        case K_CHAOS_DUPLICATE_PCT:
+                return parse_u32(key, v, 0, 100, &c->chaos_duplicate_pct);
+        case K_CHAOS_REPLAY_PCT:
+                return parse_u32(key, v, 0, 100, &c->chaos_replay_pct);
+        case K_CHAOS_DELAY_PCT:
+                return parse_u32(key, v, 0, 100, &c->chaos_delay_pct);
+        case K_CHAOS_DELAY_MS:
+                return parse_u32(key, v, 0, 60000, &c->chaos_delay_ms);
         case K_COUNT:
                 break;
         }

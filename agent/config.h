@@ -47,6 +47,10 @@ struct agent_config {
         char *fake_fail_message;
         uint32_t fake_latency_ms;
         bool fake_unhealthy, fake_hang;
+        /* test-only faults on the wire to the manager (tests/chaos), all off by default:
+         * a sent message is sent twice (duplicate), followed by the one sent before it
+         * (replay), or held back chaos_delay_ms (delay), each with its probability in % */
+        uint32_t chaos_duplicate_pct, chaos_replay_pct, chaos_delay_pct, chaos_delay_ms;
 
         /* filled by agent_config_finish */
         char manager_key[LSC_Z85_KEY];

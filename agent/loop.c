@@ -99,6 +99,8 @@ struct worker {
         int64_t since_us;
 };
 
+#define CHAOS_HELD_MAX 64
+
 struct agent_loop {
         const struct agent_config *cfg;
         void *zctx;
@@ -110,6 +112,13 @@ struct agent_loop {
         char sender[80];
         uint64_t seq;
         atomic_bool stopping;
+
+        /* test-only wire faults (chaos_* keys): the message sent last, and held ones */
+        struct chaos_held { int64_t due_us; size_t len; uint8_t *buf; } chaos_held[CHAOS_HELD_MAX];
+        int n_chaos_held;
+        uint8_t *chaos_last;
+        size_t chaos_last_len;
+        uint64_t chaos_rng;
 
         /* drivers: open and status checks on their own worker, commands on the others */
         struct worker probe;
@@ -335,6 +344,10 @@ static void run_command(struct job *j)
                 j->done_us = now_us();
                 return;
         }
+        /* stamped on the lease's clock, so an outside checker (tests/chaos) can merge
+         * instance lifetimes across hosts: the intent before the driver hears of it... */
+        log_info("driver %s %s generation %llu: intent at boot %lld us", job_kind_names[j->kind],
+                 who(j->name, j->uuid, who_buf), (unsigned long long)j->generation, (long long)now_us());
         if (j->kind == JOB_INSTANTIATE)
                 r = drv_instantiate(j->drv, &j->spec);
         else if (j->kind == JOB_DESTROY)
@@ -342,6 +355,10 @@ static void run_command(struct job *j)
         else
                 r = drv_shutdown(j->drv, j->uuid, j->generation, j->timeout_ms);
         j->done_us = now_us();
+        /* ...and the outcome once the driver returned */
+        log_info("driver %s %s generation %llu: %s at boot %lld us", job_kind_names[j->kind],
+                 who(j->name, j->uuid, who_buf), (unsigned long long)j->generation, r < 0 ? "failed" : "returned",
+                 (long long)j->done_us);
         if (r < 0)
                 job_fail(j, r);
         else
@@ -505,6 +522,91 @@ static bool health_now(struct agent_loop *l, int64_t now, char *buf, size_t len)
 
 /* ---- sending ---- */
 
+/* ---- test-only wire faults (tests/chaos): duplicated, replayed and delayed messages.
+ * CurveZMQ keeps a man in the middle out, so the agent's own sending path makes them;
+ * off unless a chaos_* key is set. ---- */
+
+static bool chaos_on(const struct agent_config *c)
+{
+        return c->chaos_duplicate_pct || c->chaos_replay_pct || (c->chaos_delay_pct && c->chaos_delay_ms);
+}
+
+static bool chaos_roll(struct agent_loop *l, uint32_t pct)
+{
+        uint64_t x = l->chaos_rng ? l->chaos_rng : (uint64_t)now_us() ^ ((uint64_t)getpid() << 32);
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        l->chaos_rng = x;
+        return pct && x % 100 < pct;
+}
+
+/* One packed envelope, framed as lsc_wire_send frames it (empty delimiter, body). */
+static int chaos_raw(struct agent_loop *l, const uint8_t *buf, size_t len)
+{
+        if (zmq_send(l->dealer, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(l->dealer, buf, len, ZMQ_DONTWAIT) < 0)
+                return lsc_err_set(-errno, "send: %s", zmq_strerror(errno));
+        return 0;
+}
+
+/* Sends the held messages that are due (called by the loop on every wake-up). */
+static void chaos_flush(struct agent_loop *l, int64_t now)
+{
+        for (int i = 0; i < l->n_chaos_held;) {
+                struct chaos_held *h = &l->chaos_held[i];
+                if (h->due_us > now) {
+                        i++;
+                        continue;
+                }
+                log_debug("chaos: a message held %u ms sent now", l->cfg->chaos_delay_ms);
+                chaos_raw(l, h->buf, h->len);
+                free(h->buf);
+                *h = l->chaos_held[--l->n_chaos_held];
+        }
+}
+
+static int chaos_send(struct agent_loop *l, Lsc__Envelope *env)
+{
+        const struct agent_config *c = l->cfg;
+        size_t len;
+        uint8_t *buf;
+        int r = 0;
+
+        if (!env->has_version) {
+                env->has_version = 1;
+                env->version = LSC_WIRE_VERSION;
+        }
+        len = lsc__envelope__get_packed_size(env);
+        if (!(buf = malloc(len ? len : 1)))
+                return -ENOMEM;
+        lsc__envelope__pack(env, buf);
+        if (c->chaos_delay_ms && l->n_chaos_held < CHAOS_HELD_MAX && chaos_roll(l, c->chaos_delay_pct)) {
+                uint8_t *copy = malloc(len ? len : 1);
+                if (copy) {
+                        memcpy(copy, buf, len);
+                        l->chaos_held[l->n_chaos_held++] = (struct chaos_held){
+                                .due_us = now_us() + (int64_t)c->chaos_delay_ms * 1000, .len = len, .buf = copy };
+                        log_debug("chaos: seq %llu held back %u ms", (unsigned long long)env->seq, c->chaos_delay_ms);
+                }
+        } else {
+                r = chaos_raw(l, buf, len);
+                if (r == 0 && chaos_roll(l, c->chaos_duplicate_pct)) {
+                        log_debug("chaos: seq %llu sent twice", (unsigned long long)env->seq);
+                        chaos_raw(l, buf, len);
+                }
+        }
+        if (r == 0 && l->chaos_last && chaos_roll(l, c->chaos_replay_pct)) {
+                log_debug("chaos: the message before seq %llu replayed", (unsigned long long)env->seq);
+                chaos_raw(l, l->chaos_last, l->chaos_last_len);
+        }
+        free(l->chaos_last);
+        l->chaos_last = buf;
+        l->chaos_last_len = len;
+        return r;
+}
+
 static int send_env(struct agent_loop *l, Lsc__Envelope *env)
 {
         env->sender = l->sender;
@@ -512,6 +614,8 @@ static int send_env(struct agent_loop *l, Lsc__Envelope *env)
         env->epoch = l->epoch;
         env->has_seq = 1;
         env->seq = ++l->seq;
+        if (chaos_on(l->cfg))
+                return chaos_send(l, env);
         return lsc_wire_send(l->dealer, NULL, env);
 }
 
@@ -738,7 +842,8 @@ static void lease_extend(struct agent_loop *l, int64_t from_us, uint32_t ttl_ms,
                          (long long)((deadline - now) / 1000));
         }
         pet(l);
-        log_debug("lease until now%+lld ms", (long long)((deadline - now) / 1000));
+        log_debug("lease until now%+lld ms (at boot %lld us)", (long long)((deadline - now) / 1000),
+                  (long long)deadline);
 }
 
 static void refused(struct agent_loop *l, const char *error)
@@ -1404,6 +1509,9 @@ static long poll_timeout(struct agent_loop *l, int64_t now)
                 next = l->redial_us;
         if (l->lease_deadline_us && !l->lease_ending && lease_end_us(l) < next)
                 next = lease_end_us(l);
+        for (int i = 0; i < l->n_chaos_held; i++)
+                if (l->chaos_held[i].due_us < next)
+                        next = l->chaos_held[i].due_us;
         if (next == INT64_MAX)
                 return -1;
         return next <= now ? 0 : (long)((next - now + 999) / 1000);
@@ -1458,6 +1566,8 @@ int agent_loop_run(struct agent_loop *l)
                                 worker_readable(l, &l->cmd[i], now);
                 if (items[0].revents & ZMQ_POLLIN)
                         dealer_readable(l, now);
+                if (l->n_chaos_held)
+                        chaos_flush(l, now_us());
         }
         log_info("host %s: agent stopped; its instances keep running", l->cfg->name);
         return 0;
@@ -1564,6 +1674,9 @@ void agent_loop_destroy(struct agent_loop **lp)
                 close(l->stopfd);
         if (l->pet_fd >= 0)
                 close(l->pet_fd);
+        for (int i = 0; i < l->n_chaos_held; i++)
+                free(l->chaos_held[i].buf);
+        free(l->chaos_last);
         explicit_bzero(l->sec, sizeof(l->sec));
         if (!all) {
                 /* a hung thread still uses the driver, the record and the context: they go
