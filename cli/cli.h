@@ -62,6 +62,8 @@ int cli_opt_common(struct cli_opts *o, const char *topic, int c, char *const arg
                    const struct option *options);
 /* Records a usage error: the detail, and that "Try 'lsc TOPIC --help'." follows. */
 int cli_usage(const char *topic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --wait-timeout S: seconds, more than 0 and at most a day; 0, or cli_usage's status. */
+int cli_wait_timeout(const char *topic, const char *arg, double *ret);
 /* Checks that exactly `want` arguments remain after the options; names them in errors. */
 int cli_args(const char *topic, const char *verb, int argc, char *const argv[],
              int want, const char *what);

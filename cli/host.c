@@ -167,7 +167,6 @@ static int host_drain(struct cli_opts *o, int argc, char **argv)
         _cleanup_reply_ Lsc__Reply *reply = NULL;
         double limit = DRAIN_WAIT_S;
         bool wait = false;
-        char *end;
         uuid_t u;
         int c, r;
 
@@ -178,10 +177,8 @@ static int host_drain(struct cli_opts *o, int argc, char **argv)
                         wait = true;
                         break;
                 case OPT_WAIT_TIMEOUT:
-                        limit = strtod(optarg, &end);
-                        if (*end || !(limit > 0 && limit <= 86400))
-                                return cli_usage(TOPIC, "--wait-timeout %.32s: use seconds, more than 0 "
-                                                 "and at most 86400", optarg);
+                        if ((r = cli_wait_timeout(TOPIC, optarg, &limit)) != 0)
+                                return r;
                         wait = true;
                         break;
                 default:

@@ -124,7 +124,6 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
         Lsc__Ref ref = LSC__REF__INIT;
         double limit = WAIT_DEFAULT_S;
         bool wait = false, dry = false;
-        char *end;
         int c, r;
 
         optind = 0;
@@ -134,10 +133,8 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
                         wait = true;
                         break;
                 case OPT_WAIT_TIMEOUT:
-                        limit = strtod(optarg, &end);
-                        if (*end || !(limit > 0 && limit <= 86400))
-                                return cli_usage(TOPIC, "--wait-timeout %.32s: use seconds, more than 0 "
-                                                 "and at most 86400", optarg);
+                        if ((r = cli_wait_timeout(TOPIC, optarg, &limit)) != 0)
+                                return r;
                         wait = true;
                         break;
                 case OPT_DRY_RUN:

@@ -111,6 +111,17 @@ int cli_usage(const char *topic, const char *fmt, ...)
         return lsc_err_set(-EINVAL, "%s", buf);
 }
 
+int cli_wait_timeout(const char *topic, const char *arg, double *ret)
+{
+        char *end;
+        double v = strtod(arg, &end);
+
+        if (*end || end == arg || !(v > 0 && v <= 86400))
+                return cli_usage(topic, "--wait-timeout %.32s: use seconds, more than 0 and at most 86400", arg);
+        *ret = v;
+        return 0;
+}
+
 int cli_err_prefix(int r, const char *what)
 {
         char buf[512];
