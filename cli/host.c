@@ -75,25 +75,6 @@ static int host_list(struct cli_opts *o, int argc, char **argv)
         return cli_print_hosts(o, reply->hosts, reply->n_hosts);
 }
 
-static int host_show(struct cli_opts *o, int argc, char **argv)
-{
-        _cleanup_reply_ Lsc__Reply *reply = NULL;
-        Lsc__Request req = LSC__REQUEST__INIT;
-        Lsc__Ref ref = LSC__REF__INIT;
-        int r;
-
-        if ((r = plain_args(o, "show", argc, argv, 1)) != 0)
-                return r;
-        ref.ref = argv[optind];
-        req.op_case = LSC__REQUEST__OP_HOST_GET;
-        req.host_get = &ref;
-        if ((r = cli_call(o, &req, &reply)) < 0)
-                return r;
-        if (reply->n_hosts < 1 || !reply->hosts[0])
-                return lsc_err_set(-EBADMSG, "the manager's reply carries no host");
-        return cli_print_host(o, reply->hosts[0]);
-}
-
 static int host_call(const struct cli_opts *o, Lsc__Request__OpCase op, const char *name, Lsc__Reply **ret)
 {
         Lsc__Request req = LSC__REQUEST__INIT;
@@ -120,6 +101,17 @@ static int host_call(const struct cli_opts *o, Lsc__Request__OpCase op, const ch
         if ((*ret)->n_hosts < 1 || !(*ret)->hosts[0])
                 return lsc_err_set(-EBADMSG, "the manager's reply carries no host");
         return 0;
+}
+
+static int host_show(struct cli_opts *o, int argc, char **argv)
+{
+        _cleanup_reply_ Lsc__Reply *reply = NULL;
+        int r;
+
+        if ((r = plain_args(o, "show", argc, argv, 1)) != 0 ||
+            (r = host_call(o, LSC__REQUEST__OP_HOST_GET, argv[optind], &reply)) < 0)
+                return r;
+        return cli_print_host(o, reply->hosts[0]);
 }
 
 /* Polls the host until nothing is bound to it; prints each change of what is left. */
