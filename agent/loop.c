@@ -1460,8 +1460,13 @@ static int socket_setup(struct agent_loop *l)
 
 static void timers(struct agent_loop *l, int64_t now)
 {
-        if (l->lease_deadline_us && !l->lease_ending && now >= lease_end_us(l))
-                lease_end(l, now);
+        if (l->lease_deadline_us && !l->lease_ending && now >= lease_end_us(l)) {
+                /* an ack that already arrived counts: the timer may have woken the poll
+                 * just before the socket would have (seen in lsc-chaos during lscd restarts) */
+                dealer_readable(l, now);
+                if (!l->lease_ending && now >= lease_end_us(l))
+                        lease_end(l, now);
+        }
         if (l->redial_us && now >= l->redial_us) {
                 l->redial_us = 0;
                 zmq_disconnect(l->dealer, l->cfg->manager);     /* ENOENT when already gone */
