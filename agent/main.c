@@ -38,7 +38,8 @@ static void usage(FILE *f)
 "(default 3000); destroy_budget_ms (without a newer acknowledged heartbeat, every\n"
 "instance is destroyed this long before the lease ends; default 3000, at most half\n"
 "the manager's lease is used); fake_fail_instantiate, fake_fail_message, fake_latency_ms,\n"
-"fake_unhealthy, fake_hang (driver fake only). Command-line options win.\n"
+"fake_unhealthy, fake_hang, fake_load (the share of each instance's vCPUs kept busy,\n"
+"0 to 1, or a daily LOW-HIGH; driver fake only). Command-line options win.\n"
 "\n"
 "The agent stops on SIGTERM or SIGINT; its instances keep running (until its lease\n"
 "ends, when lsc-fenced destroys them unless a restarted agent pets it again).\n");
