@@ -21,7 +21,7 @@ enum key {
         K_NAME, K_MANAGER, K_MANAGER_KEY, K_STATE_DIR, K_DRIVER, K_URI, K_BRIDGE, K_NETWORK,
         K_IMAGE_DIR, K_VOLUME_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
         K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
-        K_FENCED_SOCKET,
+        K_FENCED_SOCKET, K_WATCHDOG, K_WATCHDOG_TIMEOUT_S,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG, K_FAKE_LOAD,
         K_CHAOS_DUPLICATE_PCT, K_CHAOS_REPLAY_PCT, K_CHAOS_DELAY_PCT, K_CHAOS_DELAY_MS,
         K_COUNT
@@ -49,6 +49,8 @@ static const char *const key_names[K_COUNT] = {
         [K_LOG_LEVEL] = "log_level",
         [K_DESTROY_BUDGET_MS] = "destroy_budget_ms",
         [K_FENCED_SOCKET] = "fenced_socket",
+        [K_WATCHDOG] = "watchdog",
+        [K_WATCHDOG_TIMEOUT_S] = "watchdog_timeout_s",
         [K_FAKE_FAIL_INSTANTIATE] = "fake_fail_instantiate",
         [K_FAKE_FAIL_MESSAGE] = "fake_fail_message",
         [K_FAKE_LATENCY_MS] = "fake_latency_ms",
@@ -74,6 +76,7 @@ void agent_config_init(struct agent_config *c)
         c->driver_slow_ms = 10000;
         c->register_retry_ms = 3000;
         c->destroy_budget_ms = 3000;
+        c->watchdog_timeout_s = 5;
         c->log_level = LSC_LOG_INFO;
 }
 
@@ -91,6 +94,7 @@ void agent_config_free(struct agent_config *c)
         free(c->volume_dir);
         free(c->fake_fail_message);
         free(c->fenced_socket);
+        free(c->watchdog);
         agent_config_init(c);
 }
 
@@ -381,6 +385,15 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 if (strlen(v) >= 108)
                         return bad(key, v, "a unix socket path is at most 107 bytes");
                 return set_str(&c->fenced_socket, v);
+        case K_WATCHDOG:
+                c->watchdog_off = strcmp(v, "none") == 0;
+                if (c->watchdog_off || strcmp(v, "auto") == 0)
+                        return set_str(&c->watchdog, NULL);
+                if ((r = check_path(key, v, true)) < 0)
+                        return r;
+                return set_str(&c->watchdog, v);
+        case K_WATCHDOG_TIMEOUT_S:
+                return parse_u32(key, v, 1, 600, &c->watchdog_timeout_s);
         case K_LOG_LEVEL:
                 if (lsc_log_level_parse(v, &c->log_level) < 0)
                         return bad(key, v, "use error, warn, info or debug");

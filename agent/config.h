@@ -41,6 +41,10 @@ struct agent_config {
                                           * (at most half the manager's lease_ttl is used) */
         char *fenced_socket;             /* lsc-fenced's unix datagram socket, petted with
                                           * the lease deadline; NULL: no fencing daemon */
+        char *watchdog;                  /* the watchdog device; NULL: /dev/watchdog when it
+                                          * exists ("auto", the default) */
+        bool watchdog_off;               /* "none": never arm one */
+        uint32_t watchdog_timeout_s;     /* default 5; must be shorter than the lease */
         enum lsc_log_level log_level;
         /* fake driver faults, in force from the start */
         uint32_t fake_fail_instantiate;

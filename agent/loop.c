@@ -26,6 +26,7 @@
 #include "pet.h"
 #include "state.h"
 #include "util.h"
+#include "watchdog.h"
 #include "validate.h"
 #include "wire.h"
 
@@ -162,6 +163,12 @@ struct agent_loop {
         int pet_fd;                      /* -1: no fenced_socket configured */
         int pet_errno;                   /* why the last pet failed; 0: it went out */
         bool pet_sent;                   /* some pet ever went out */
+
+        /* the hardware watchdog (watchdog.h) */
+        struct watchdog wd;
+        const char *wd_path;             /* NULL: none is used */
+        bool wd_failed;                  /* it could not be armed: logged once, not retried */
+        bool wd_withheld;                /* pets withheld for the current lapse: logged */
 };
 
 /* ---- jobs: run on worker threads ---- */
@@ -848,6 +855,64 @@ static void pet(struct agent_loop *l)
         l->pet_errno = e;
 }
 
+/* Instances held, or being made or destroyed: what a watchdog reset would fence. */
+static bool holds_instances(const struct agent_loop *l)
+{
+        if (l->n_inv > 0 || l->queued > 0)
+                return true;
+        for (int i = 0; i < CMD_WORKERS; i++)
+                if (l->cmd[i].job)
+                        return true;
+        return false;
+}
+
+/* Arms the watchdog at the first lease, then pets it while watchdog_may_pet allows. */
+static void watchdog_tick(struct agent_loop *l, int64_t now)
+{
+        struct watchdog *w = &l->wd;
+        bool holds;
+        int r;
+
+        if (!l->wd_path || l->wd_failed || !l->lease_deadline_us)
+                return;
+        if (w->fd < 0) {
+                if ((uint64_t)l->cfg->watchdog_timeout_s * 1000 + WATCHDOG_MARGIN_US / 1000 >= l->lease_ttl_ms) {
+                        log_error("watchdog_timeout_s %u is not shorter than the manager's lease of %u ms (less "
+                                  "%d ms): the watchdog %s is not armed", l->cfg->watchdog_timeout_s,
+                                  l->lease_ttl_ms, WATCHDOG_MARGIN_US / 1000, l->wd_path);
+                        l->wd_failed = true;
+                        return;
+                }
+                if ((r = watchdog_arm(w, l->wd_path, l->cfg->watchdog_timeout_s)) < 0) {
+                        log_error("%s: this host is not reset should its agent and lsc-fenced both fail",
+                                  lsc_err_msg(r));
+                        l->wd_failed = true;
+                        return;
+                }
+                log_info("watchdog %s armed: timeout %u s; petted while the lease runs %u.%u s longer, so a "
+                         "host that cannot act is reset before its lease ends", l->wd_path, w->timeout_s,
+                         w->timeout_s, WATCHDOG_MARGIN_US / 100000);
+        }
+        holds = holds_instances(l);
+        if (!watchdog_may_pet(now, l->lease_deadline_us, w->timeout_s, holds)) {
+                if (!l->wd_withheld)
+                        log_warn("watchdog not petted: the lease ends in %lld ms with instances held; the host "
+                                 "is reset in %u s unless an ack comes or they are destroyed",
+                                 (long long)((l->lease_deadline_us - now) / 1000), w->timeout_s);
+                l->wd_withheld = true;
+                return;
+        }
+        if (now - w->last_pet_us < 200000)
+                return;
+        if ((r = watchdog_pet(w, now)) < 0) {
+                log_error("%s", lsc_err_msg(r));
+                return;
+        }
+        if (l->wd_withheld)
+                log_info("watchdog petted again (%s)", holds ? "lease renewed" : "no instance left");
+        l->wd_withheld = false;
+}
+
 static void lease_extend(struct agent_loop *l, int64_t from_us, uint32_t ttl_ms, int64_t now)
 {
         int64_t deadline = from_us + (int64_t)ttl_ms * 1000;
@@ -869,6 +934,7 @@ static void lease_extend(struct agent_loop *l, int64_t from_us, uint32_t ttl_ms,
                          (long long)((deadline - now) / 1000));
         }
         pet(l);
+        watchdog_tick(l, now);
         log_debug("lease until now%+lld ms (at boot %lld us)", (long long)((deadline - now) / 1000),
                   (long long)deadline);
 }
@@ -1512,6 +1578,7 @@ static void timers(struct agent_loop *l, int64_t now)
                 if (!l->probe.job)
                         start_job(l, JOB_PROBE);
                 send_heartbeat(l, now);
+                watchdog_tick(l, now);
                 if (!l->connected && !l->link_warned && !l->auth_warned && !l->handshake_warned &&
                     now - l->link_down_us >= LINK_WARN_US) {
                         log_warn("no connection to the manager at %s for %lld s: is lscd listening there?",
@@ -1553,6 +1620,12 @@ int agent_loop_run(struct agent_loop *l)
 {
         log_info("lsc-agent %s for host %s: manager %s, driver %s, state in %s", LSC_VERSION, l->cfg->name,
                  l->cfg->manager, l->cfg->driver, l->cfg->state_dir);
+        if (!l->wd_path)
+                log_info("no watchdog (%s): a host whose agent and lsc-fenced both fail is not reset",
+                         l->cfg->watchdog_off ? "watchdog = none" : "no " WATCHDOG_DEVICE);
+        else
+                log_info("watchdog %s: armed at the first lease, timeout %u s", l->wd_path,
+                         l->cfg->watchdog_timeout_s);
         if (l->pet_fd < 0)
                 log_warn("no fenced_socket: no lsc-fenced destroys this host's instances should this agent "
                          "freeze; the agent itself destroys them %u ms before its lease ends",
@@ -1706,6 +1779,9 @@ void agent_loop_destroy(struct agent_loop **lp)
                 close(l->stopfd);
         if (l->pet_fd >= 0)
                 close(l->pet_fd);
+        if (l->wd.fd >= 0)
+                log_info("watchdog %s disarmed: the agent stops", l->wd_path);
+        watchdog_disarm(&l->wd);
         for (int i = 0; i < l->n_chaos_held; i++)
                 free(l->chaos_held[i].buf);
         free(l->chaos_last);
@@ -1742,6 +1818,7 @@ int agent_loop_new(const struct agent_config *cfg, struct agent_loop **ret)
                 return lsc_err_set(-ENOMEM, "out of memory");
         l->cfg = cfg;
         l->sigfd = l->stopfd = l->pet_fd = -1;
+        watchdog_init(&l->wd);
         atomic_init(&l->drv, NULL);
         atomic_init(&l->stopping, false);
         snprintf(l->sender, sizeof(l->sender), "agent:%s", cfg->name);
@@ -1762,6 +1839,9 @@ int agent_loop_new(const struct agent_config *cfg, struct agent_loop **ret)
         l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (l->stopfd < 0)
                 return lsc_err_set(-errno, "eventfd: %s", strerror(errno));
+        if (!cfg->watchdog_off)
+                l->wd_path = cfg->watchdog ? cfg->watchdog
+                                           : access(WATCHDOG_DEVICE, F_OK) == 0 ? WATCHDOG_DEVICE : NULL;
         if (cfg->fenced_socket) {
                 l->pet_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 if (l->pet_fd < 0)

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "watchdog.h"
 
 static void usage(FILE *f)
 {
@@ -37,9 +38,13 @@ static void usage(FILE *f)
 "running longer makes the host unhealthy, default 10000); register_retry_ms\n"
 "(default 3000); destroy_budget_ms (without a newer acknowledged heartbeat, every\n"
 "instance is destroyed this long before the lease ends; default 3000, at most half\n"
-"the manager's lease is used); fake_fail_instantiate, fake_fail_message, fake_latency_ms,\n"
-"fake_unhealthy, fake_hang, fake_load (the share of each instance's vCPUs kept busy,\n"
-"0 to 1, or a daily LOW-HIGH; driver fake only). Command-line options win.\n"
+"the manager's lease is used); watchdog (auto: " WATCHDOG_DEVICE " when it exists, the\n"
+"default; none; or a device path: armed at the first lease, petted while the lease runs\n"
+"watchdog_timeout_s + 0.5 s longer or the host holds no instance, disarmed on a clean\n"
+"stop); watchdog_timeout_s (default 5, shorter than the lease); fake_fail_instantiate,\n"
+"fake_fail_message, fake_latency_ms, fake_unhealthy, fake_hang, fake_load (the share\n"
+"of each instance's vCPUs kept busy, 0 to 1, or a daily LOW-HIGH; driver fake only).\n"
+"Command-line options win.\n"
 "\n"
 "The agent stops on SIGTERM or SIGINT; its instances keep running (until its lease\n"
 "ends, when lsc-fenced destroys them unless a restarted agent pets it again).\n");

@@ -59,6 +59,7 @@ struct opts {
         int n_fake, n_test, n_qemu, partition, wire;
         int lease_ms, grace_ms, heartbeat_ms;
         bool keep;
+        bool no_fenced;                  /* --broken no-fenced: the checker's own test */
 };
 
 /* One run of one agent process: its own log, parsed incrementally. */
@@ -133,7 +134,9 @@ static struct {
         enum fault_kind fault_kind;
         int fault_agent;
         int kind_count[FK_COUNT];
-        long violations, overlaps_reported, needless, fences_expected;
+        long violations, needless, fences_expected;
+        uint64_t *reported;              /* overlapping ival pairs already reported: a << 32 | b */
+        size_t n_reported, cap_reported;
         long wire_dup, wire_replay, wire_delay;
         char libvirtd_started[512];
         uint64_t rng;
@@ -575,8 +578,10 @@ static int agent_setup(int a, enum drv_kind kind)
                 /* two tiny TCG guests at most: two shared cores */
                 snprintf(path, sizeof(path), "%s/fenced-%s.sock", C.dir, ag->name);
                 fprintf(f, "driver = libvirt\nuri = " QEMU_URI "\nvcpus = 2\nmemory_mib = 256\ndisk_gib = 100\n"
-                        "image_dir = %s/images\nfenced_socket = %s\ndriver_slow_ms = 120000\n"
-                        "destroy_budget_ms = %d\n", C.dir, path, C.o.lease_ms / 2);
+                        "image_dir = %s/images\ndriver_slow_ms = 120000\ndestroy_budget_ms = %d\n", C.dir,
+                        C.o.lease_ms / 2);
+                if (!C.o.no_fenced)
+                        fprintf(f, "fenced_socket = %s\n", path);
                 break;
         }
         /* test-only wire faults (agent/loop.c chaos_send): the second agent of each
@@ -587,7 +592,7 @@ static int agent_setup(int a, enum drv_kind kind)
                         "chaos_delay_ms = 700\n");
         }
         fclose(f);
-        if (kind == DK_QEMU) {
+        if (kind == DK_QEMU && !C.o.no_fenced) {
                 char exe[PATH_MAX + 16], log[320];
                 snprintf(exe, sizeof(exe), "%s/lsc-fenced", C.bindir);
                 snprintf(log, sizeof(log), "%s/fenced-%s.log", C.dir, ag->name);
@@ -846,6 +851,20 @@ static int64_t ival_overlap(const struct ival *x, int64_t xe, const struct ival 
         return s < (xe < ye ? xe : ye) ? s : -1;
 }
 
+/* True when the overlap of ivals a and b was reported before; notes it otherwise (ival
+ * indexes are stable: the list only grows). */
+static bool pair_reported(size_t a, size_t b)
+{
+        uint64_t key = (uint64_t)a << 32 | (uint64_t)b;
+
+        for (size_t i = 0; i < C.n_reported; i++)
+                if (C.reported[i] == key)
+                        return true;
+        C.reported = grow(C.reported, &C.cap_reported, C.n_reported + 1, sizeof(*C.reported));
+        C.reported[C.n_reported++] = key;
+        return false;
+}
+
 /* Never two live instances of one identity at once, on any two hosts. */
 static long check_overlaps(bool print, bool death)
 {
@@ -865,15 +884,14 @@ static long check_overlaps(bool print, bool death)
                         ye = ival_end(y, now, death);
                         if ((at = ival_overlap(x, xe, y, ye)) < 0)
                                 continue;
-                        if (print && ++n > C.overlaps_reported)
+                        n++;
+                        if (print && !pair_reported(a, b))
                                 violation("two live instances of %s (%s) at %+.3f s: on %s (%+.3f s to %s) and on %s "
                                           "(%+.3f s to %s)", ident_name(x->uuid), x->uuid,
                                           (double)(at - t_begin) / 1e6, agent_name(x->agent),
                                           (double)(x->start - t_begin) / 1e6, xe == INT64_MAX ? "now" : "its end",
                                           agent_name(y->agent), (double)(y->start - t_begin) / 1e6,
                                           ye == INT64_MAX ? "now" : "its end");
-                        else if (!print)
-                                n++;
                 }
         }
         pthread_mutex_unlock(&C.lock);
@@ -1031,14 +1049,11 @@ static bool settle(int64_t min_us, int64_t *ret_us)
 static void check_all(const char *when)
 {
         bool conv;
-        long n;
 
         logs_parse();
         if (!view_poll(true, &conv))
                 violation("%s: lscd does not answer", when);
-        n = check_overlaps(true, true);      /* violation() counted the new ones */
-        if (n > C.overlaps_reported)
-                C.overlaps_reported = n;
+        check_overlaps(true, true);          /* violation() counted the new ones */
 }
 
 /* ---- faults -------------------------------------------------------------------------------- */
@@ -1075,6 +1090,13 @@ static void fault_one(void)
                 for (int i = 0; i < C.n_agents; i++)
                         if (C.agents[i].partitioned)
                                 a = i;
+        if (C.o.no_fenced) {
+                /* the broken deployment: freeze the qemu agent, whose VMs nothing fences now */
+                k = FK_AGENT_STOP;
+                for (int i = 0; i < C.n_agents; i++)
+                        if (C.agents[i].kind == DK_QEMU)
+                                a = i;
+        }
         char what[200];
         bool conv;
 
@@ -1104,7 +1126,7 @@ static void fault_one(void)
         }
         case FK_AGENT_STOP: {
                 struct agent *ag = &C.agents[a];
-                int64_t len = lease + rnd_range(500000, grace + 3000000);
+                int64_t len = C.o.no_fenced ? lease + grace + 4000000 : lease + rnd_range(500000, grace + 3000000);
                 if (len >= lease + grace)
                         moves_note(a, t0);
                 kill(ag->pid, SIGSTOP);
@@ -1239,7 +1261,7 @@ static void usage(FILE *f)
 {
         fputs("Usage: lsc-chaos [--seed N] [--faults N] [--max-seconds N] [--settle-seconds N]\n"
               "                 [--servers N] [--fake N] [--test N] [--qemu N] [--partition 0|1] [--wire-faults 0|1]\n"
-              "                 [--lease-ms N] [--grace-ms N] [--heartbeat-ms N] [--keep]\n"
+              "                 [--lease-ms N] [--grace-ms N] [--heartbeat-ms N] [--keep] [--broken no-fenced]\n"
               "Starts a private PostgreSQL, lscd, lsc-fenced and agents (fake, libvirt test:///default,\n"
               "qemu:///system), injects seeded random faults and checks lsc's invariants.\n"
               "Defaults: --seed 1 --faults 30 --max-seconds 900 --settle-seconds 120 --servers 12\n"
@@ -1248,6 +1270,9 @@ static void usage(FILE *f)
               "          joined by a veth pair whose link is cut and restored), else 0;\n"
               "          --wire-faults 1: the second fake and the second test agent send each message\n"
               "          twice, replay the one before, or hold it back 700 ms, each 10% of the time\n"
+              "--broken no-fenced tests the checker: the qemu agent runs without lsc-fenced and every\n"
+              "          fault freezes it past lease + grace, so its VMs outlive the lease while lscd\n"
+              "          places them again: the run must report two live instances (exit status 1).\n"
               "Exit status: 0 no violation, 1 violations or a failed set-up, 2 bad usage.\n", f);
 }
 
@@ -1262,6 +1287,16 @@ static int parse(int argc, char **argv)
                 long long v;
                 if (strcmp(a, "--keep") == 0) {
                         C.o.keep = true;
+                        continue;
+                }
+                if (strcmp(a, "--broken") == 0) {
+                        if (i + 1 >= argc || strcmp(argv[i + 1], "no-fenced") != 0) {
+                                fprintf(stderr, "lsc-chaos: --broken takes no-fenced (the only broken deployment "
+                                                "it knows)\n");
+                                return -1;
+                        }
+                        C.o.no_fenced = true;
+                        i++;
                         continue;
                 }
                 if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -1300,9 +1335,10 @@ static int parse(int argc, char **argv)
         if (C.o.servers < 1 || C.o.servers > SERVERS_MAX || C.o.n_qemu > 1 || C.o.partition > 1 ||
             C.o.n_fake + C.o.n_test + C.o.n_qemu < 2 || C.o.n_fake + C.o.n_test + C.o.n_qemu + C.o.partition > AGENTS_MAX ||
             C.o.lease_ms < 1000 ||
-            C.o.heartbeat_ms < 50 || C.o.heartbeat_ms > 60000) {
+            C.o.heartbeat_ms < 50 || C.o.heartbeat_ms > 60000 || (C.o.no_fenced && C.o.n_qemu != 1)) {
                 fprintf(stderr, "lsc-chaos: 1-%d servers, 2-%d agents (at most one on qemu:///system: there is one "
-                                "libvirtd), a lease of at least 1000 ms, a heartbeat of 50-60000 ms\n", SERVERS_MAX, AGENTS_MAX);
+                                "libvirtd, and --broken no-fenced needs it), a lease of at least 1000 ms, a "
+                                "heartbeat of 50-60000 ms\n", SERVERS_MAX, AGENTS_MAX);
                 return -1;
         }
         return 0;
@@ -1435,6 +1471,9 @@ int main(int argc, char **argv)
             C.o.servers, C.o.n_fake, C.o.n_test, C.o.n_qemu,
             C.o.partition ? " and 1 fake agent behind a veth in a network namespace of its own" : "",
             C.o.lease_ms, C.o.grace_ms, C.o.heartbeat_ms, C.dir);
+        if (C.o.no_fenced)
+                say("BROKEN ON PURPOSE (--broken no-fenced): the qemu agent runs without lsc-fenced and every fault "
+                    "freezes it past lease + grace; the checker must report two live instances");
 
         if (C.o.n_qemu && libvirt_ready() < 0)
                 goto out;

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -923,6 +925,86 @@ static void lease_ending_destroys_every_instance_before_the_deadline(void **stat
         lsc_wire_free(rep);
 }
 
+/* Pets read from the FIFO standing in for /dev/watchdog until `until` (boot µs): the
+ * CLOCK_BOOTTIME time each was read, the byte in *ret_last; returns how many. */
+static int watchdog_reads(int fd, int64_t until, int64_t *times, int cap, char *ret_last)
+{
+        int n = 0;
+
+        while (lsc_boot_us() < until) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                char b;
+
+                if (poll(&p, 1, 10) <= 0)
+                        continue;
+                if (read(fd, &b, 1) != 1)
+                        continue;                /* EOF while nobody writes: poll says POLLHUP */
+                if (n < cap)
+                        times[n] = lsc_boot_us();
+                n++;
+                *ret_last = b;
+        }
+        return n;
+}
+
+/* The watchdog (a FIFO here, so pets are bytes): armed at the first lease and petted
+ * while the lease runs watchdog_timeout_s + 0.5 s longer; with no ack and instances
+ * held, the pets stop in time for a reset before the deadline; once the instances are
+ * destroyed there is nothing to fence and the pets resume; a clean stop disarms it. */
+static void watchdog_petted_only_while_the_lease_outlasts_its_timeout(void **state)
+{
+        struct fixture *f = *state;
+        char fifo[128], last = 0;
+        int64_t t[512], deadline;
+        int fd, n;
+        Lsc__Envelope *rep;
+
+        agent_stop(f);
+        snprintf(fifo, sizeof(fifo), "%s/watchdog", f->dir);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(fd >= 0);
+        set(f, "watchdog", fifo);
+        set(f, "watchdog_timeout_s", "1");
+        set(f, "destroy_budget_ms", "0");        /* the agent's own destroys at the deadline */
+        f->lease_ttl_ms = 3000;
+        agent_start(f);
+        registered(f, EPOCH, INC1);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 1, EPOCH, "web1");
+        rep = report(f, U1, 1, 5000);
+        assert_true(rep->report->ok);
+        lsc_wire_free(rep);
+        inventory_shows(f, U1, 1, true);
+        inventory_shows(f, U1, 1, true);
+        assert_true(watchdog_reads(fd, lsc_boot_us() + 300000, t, 512, &last) >= 1);
+        assert_int_equal(last, '\0');
+
+        /* the manager goes quiet */
+        f->silent = true;
+        lsc_wire_free(unacked_heartbeat(f));
+        lsc_wire_free(unacked_heartbeat(f));
+        deadline = last_pet(f);
+        assert_true(deadline > lsc_boot_us() + 1000000);
+        n = watchdog_reads(fd, deadline - 1000000, t, 512, &last);
+        (void)n;
+        /* nothing from 1 s before the deadline on (the rule stops 1.5 s before it) */
+        n = watchdog_reads(fd, deadline, t, 512, &last);
+        if (n)
+                fail_msg("%d watchdog pets in the last second of the lease, the first %lld ms before the "
+                         "deadline", n, (long long)((deadline - t[0]) / 1000));
+        /* the deadline destroyed the instance: nothing to fence, so pets again */
+        n = watchdog_reads(fd, deadline + 2000000, t, 512, &last);
+        assert_true(n >= 1);
+        f->silent = false;
+        inventory_shows(f, U1, 1, false);
+
+        /* a clean stop: the magic close */
+        agent_stop(f);
+        watchdog_reads(fd, lsc_boot_us() + 200000, t, 512, &last);
+        assert_int_equal(last, 'V');
+        close(fd);
+}
+
 /* The decision is the loop's: with every driver call hung, the agent still refuses new
  * instances when the lease is ending, and destroys as soon as the driver answers. */
 static void hung_driver_does_not_delay_the_lease_decision(void **state)
@@ -991,6 +1073,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(lease_ending_destroys_every_instance_before_the_deadline, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(hung_driver_does_not_delay_the_lease_decision, setup, teardown),
+                cmocka_unit_test_setup_teardown(watchdog_petted_only_while_the_lease_outlasts_its_timeout, setup,
+                                                teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
