@@ -206,6 +206,26 @@ int load_hist_expected(const struct load_hist *h, enum load_metric metric, int h
         return 0;
 }
 
+static uint32_t to_m(double v)
+{
+        v = round(v * 1000.0);
+        return v <= 0 ? 0 : v >= UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+int load_hist_forecast_m(const struct load_hist *h, int64_t wall_s, uint32_t ret[LOAD_HOURS], uint32_t *ret_mean_m)
+{
+        double prof[LOAD_HOURS], mean;
+        int n;
+
+        if (load_hist_expected(h, LOAD_CPU, -1, wall_s, &mean) < 0)
+                return -ENODATA;
+        n = load_hist_profile(h, LOAD_CPU, prof);
+        for (int b = 0; b < LOAD_HOURS; b++)
+                ret[b] = to_m(prof[b] >= 0 ? prof[b] : mean);
+        *ret_mean_m = to_m(mean);
+        return n;
+}
+
 /* ---- identities ---- */
 
 static int hexval(char c)

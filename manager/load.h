@@ -70,6 +70,13 @@ int load_hist_profile(const struct load_hist *h, enum load_metric metric, double
 int load_hist_expected(const struct load_hist *h, enum load_metric metric, int hour, int64_t wall_s,
                        double *ret);
 
+/* A scheduler's forecast in its units (sched.h on the die-off branch: milli-vCPUs,
+ * slot 0 = 00:00-01:00 UTC): ret[hour] the CPU profile, hours not measured yet filled
+ * with the day's expected mean, which *ret_mean_m gets too (load_hist_expected with
+ * hour -1). Returns how many hours are measured (LOAD_HOURS: a full day of history,
+ * the scheduler's load_known), or -ENODATA when nothing is known (ret untouched). */
+int load_hist_forecast_m(const struct load_hist *h, int64_t wall_s, uint32_t ret[LOAD_HOURS], uint32_t *ret_mean_m);
+
 /* Identities' histories, keyed by uuid (16 bytes), apart from the records the loop
  * keeps: a history belongs to the identity, so it survives stop, start and re-binding. */
 struct load_identity {

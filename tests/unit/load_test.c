@@ -146,6 +146,31 @@ static void hourly_buckets_are_smoothed_day_over_day(void **state)
         assert_int_equal(load_hist_expected(&h, LOAD_CPU, -2, day2, &v), -EINVAL);
 }
 
+/* What a scheduler's forecast takes: milli-vCPUs, every hour filled. */
+static void the_forecast_is_in_milli_vcpus_with_gaps_filled_by_the_mean(void **state)
+{
+        struct load_hist h = {0};
+        uint32_t prof[LOAD_HOURS], mean = 7;
+
+        assert_int_equal(load_hist_forecast_m(&h, T0, prof, &mean), -ENODATA);
+        assert_int_equal(mean, 7);
+        feed(&h, T0, 120, 0.25, 10);             /* two minutes, no whole hour */
+        assert_int_equal(load_hist_forecast_m(&h, T0 + 120, prof, &mean), 0);
+        assert_int_equal(mean, 250);
+        for (int b = 0; b < LOAD_HOURS; b++)
+                assert_int_equal(prof[b], 250);
+        feed(&h, T0 + 3600, 3600, 1.5, 10);      /* hour 1 at 1.5 */
+        feed(&h, T0 + 7200, 3600, 0.5, 10);      /* hour 2 at 0.5 */
+        feed(&h, T0 + 10800, 61, 0.5, 10);
+        assert_int_equal(load_hist_forecast_m(&h, T0 + 10861, prof, &mean), 3);   /* hours 0, 1, 2 */
+        assert_int_equal(prof[1], 1500);
+        assert_int_equal(prof[2], 500);
+        assert_true(prof[0] >= 249 && prof[0] <= 251);
+        assert_true(mean >= 749 && mean <= 751);  /* (0.25 + 1.5 + 0.5) / 3 */
+        assert_int_equal(prof[12], mean);
+        assert_int_equal(prof[23], mean);
+}
+
 /* A wall clock stepped back: the sample counts in the minute being summed. */
 static void a_clock_stepped_back_does_not_corrupt_the_ring(void **state)
 {
@@ -233,6 +258,7 @@ int main(void)
                 cmocka_unit_test(minute_means_give_the_hours_mean_and_peak),
                 cmocka_unit_test(the_ring_wraps_and_keeps_only_the_last_hour),
                 cmocka_unit_test(hourly_buckets_are_smoothed_day_over_day),
+                cmocka_unit_test(the_forecast_is_in_milli_vcpus_with_gaps_filled_by_the_mean),
                 cmocka_unit_test(a_clock_stepped_back_does_not_corrupt_the_ring),
                 cmocka_unit_test(identities_are_kept_by_uuid_and_unknown_ones_are_absent),
                 cmocka_unit_test(memory_is_fixed_per_identity_and_silent_ones_expire),
