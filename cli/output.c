@@ -248,7 +248,7 @@ static void measured_text(const Lsc__Measured *m, uint32_t of_vcpus)
                 kv("daily:", "no whole hour measured yet");
 }
 
-static int server_text(const Lsc__Server *s)
+static int server_text(const Lsc__Server *s, bool with_load)
 {
         const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
         _cleanup_free_ char *macs = join(sp->macs, sp->n_macs, ", ");
@@ -304,7 +304,8 @@ static int server_text(const Lsc__Server *s)
                 kv("failures:", "%u failed binding%s in a row", s->failures, s->failures == 1 ? "" : "s");
         kv("host:", "%s", or_dash(s->host));
         kv("generation:", "%" PRIu64, s->generation);
-        measured_text(s->measured, 0);
+        if (with_load)
+                measured_text(s->measured, 0);
         format_time_s(s->created_at, t, sizeof(t));
         kv("created:", "%s", s->created_at ? t : "-");
         format_time_s(s->updated_at, t, sizeof(t));
@@ -451,7 +452,7 @@ static json_t *measured_json(const Lsc__Measured *m, uint32_t of_vcpus)
         return o;
 }
 
-static json_t *server_json(const Lsc__Server *s)
+static json_t *server_json(const Lsc__Server *s, bool with_load)
 {
         const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
         json_t *o = json_object(), *labels = json_object();
@@ -498,7 +499,9 @@ static json_t *server_json(const Lsc__Server *s)
         bad |= jset(o, "generation", json_integer((json_int_t)s->generation));
         bad |= jset(o, "created_at", jtime_s(s->created_at));
         bad |= jset(o, "updated_at", jtime_s(s->updated_at));
-        bad |= jset(o, "measured", measured_json(s->measured, 0));
+        /* lscd measures only for show: a list has no room for it */
+        if (with_load)
+                bad |= jset(o, "measured", measured_json(s->measured, 0));
         if (bad) {
                 json_decref(o);
                 return NULL;
@@ -581,19 +584,29 @@ static json_t *json_list(void *const *v, size_t n, json_t *(*f)(const void *))
         return a;
 }
 
-static json_t *server_json_v(const void *p) { return server_json(p); }
+static json_t *server_json_v(const void *p) { return server_json(p, false); }
 static json_t *pool_json_v(const void *p) { return pool_json(p); }
 static json_t *event_json_v(const void *p) { return event_json(p); }
 
 /* ---- the entry points ---------------------------------------------------- */
 
-int cli_print_server(const struct cli_opts *o, const Lsc__Server *s)
+static int print_server(const struct cli_opts *o, const Lsc__Server *s, bool with_load)
 {
         if (o->json) {
-                _cleanup_json_ json_t *j = server_json(s);
+                _cleanup_json_ json_t *j = server_json(s, with_load);
                 return json_print(j);
         }
-        return server_text(s);
+        return server_text(s, with_load);
+}
+
+int cli_print_server(const struct cli_opts *o, const Lsc__Server *s)
+{
+        return print_server(o, s, false);
+}
+
+int cli_print_server_shown(const struct cli_opts *o, const Lsc__Server *s)
+{
+        return print_server(o, s, true);
 }
 
 int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n)
