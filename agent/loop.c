@@ -139,6 +139,9 @@ struct agent_loop {
                                           * already reported: it is dropped */
         struct drv_stats stats_prev, stats_cur;
         int n_stats;                     /* samples held: 0, 1 or 2 */
+        int64_t load_sent_us;            /* sampled_us of the stats whose figures (host
+                                          * and instances) went out: each sample goes out
+                                          * once, so a hung driver does not repeat them */
         int health;
         char health_msg[256];
 
@@ -337,6 +340,8 @@ static void run_probe(struct job *j)
         job_health(j, j->drv);
         job_list(j, j->drv);
         j->has_stats = drv_stats(j->drv, &j->stats) == 0;
+        if (j->has_stats && !j->stats.sampled_us)
+                j->stats.sampled_us = now_us();  /* a backend that does not stamp its samples */
 }
 
 static void run_command(struct job *j)
@@ -742,9 +747,10 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
         _cleanup_free_ Lsc__Instance *items = NULL;
         _cleanup_free_ Lsc__Instance **inst = NULL;
         char health[256];
+        bool fresh = l->n_stats >= 1 && l->stats_cur.sampled_us != l->load_sent_us;
         int r, n;
 
-        if ((n = instances_build(l, true, &items, &inst)) < 0) {
+        if ((n = instances_build(l, fresh, &items, &inst)) < 0) {
                 log_error("heartbeat not sent: %s", lsc_err_msg(n));
                 return;
         }
@@ -753,7 +759,7 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
         hb.has_healthy = 1;
         hb.healthy = health_now(l, now, health, sizeof(health));
         hb.health = health;
-        if (l->n_stats >= 1) {
+        if (fresh) {
                 const struct drv_stats *s = &l->stats_cur;
 
                 if (s->host_memory_total_kib >= s->host_memory_free_kib) {
@@ -765,6 +771,7 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
                         util.cpu = drv_stats_cpu_permille(&l->stats_prev, s) / 1000.0;
                 }
                 hb.util = &util;
+                l->load_sent_us = s->sampled_us;
         }
         env.body_case = LSC__ENVELOPE__BODY_HEARTBEAT;
         env.heartbeat = &hb;

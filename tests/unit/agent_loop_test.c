@@ -655,7 +655,7 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
         int64_t start, prev = 0, max_gap = 0;
         struct drv *d;
         char health[256] = "";
-        int beats = 0;
+        int beats = 0, measured = 0;
         Lsc__Envelope *rep;
 
         registered(f, EPOCH, INC1);
@@ -678,6 +678,7 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
                 beats++;
                 if (!env->heartbeat->healthy)
                         snprintf(health, sizeof(health), "%s", env->heartbeat->health);
+                measured += env->heartbeat->util != NULL;
         }
         /* generous for loaded CI machines: a beat waiting on the driver would wait it all */
         if (max_gap > 10 * HEARTBEAT_MS * 1000)
@@ -685,6 +686,9 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
         assert_true(beats >= 5);
         if (!strstr(health, "running for"))
                 fail_msg("heartbeats never said the driver hangs (last health \"%s\")", health);
+        /* each sample goes out once: at most the one taken as the hang began, never repeated */
+        if (measured > 1)
+                fail_msg("%d of %d beats carried utilisation while the driver hung", measured, beats);
 
         /* released: the command completes, and the host is healthy again */
         assert_int_equal(drv_fake_inject(d, DRV_FAKE_HANG, 0, NULL), 0);
