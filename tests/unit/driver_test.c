@@ -730,6 +730,7 @@ static void libvirt_stats_cover_this_hosts_lsc_domains_only(void **state)
         struct drv_config ca = config(), cb = config();
         struct drv *a, *b;
         struct drv_stats st;
+        virDomainPtr dom;
         double v;
 
         ca.host = "ha";
@@ -750,6 +751,13 @@ static void libvirt_stats_cover_this_hosts_lsc_domains_only(void **state)
         drv_stats_clear(&st);
         v = measured_vcpus(a, U1, 200);
         assert_true(v > 0.8 && v < 1.2);
+        dom = observe(U1);                                      /* stopped outside: no memory in use */
+        assert_int_equal(virDomainDestroy(dom), 0);
+        virDomainFree(dom);
+        assert_int_equal(drv_stats(a, &st), 0);
+        assert_int_equal(st.n_instances, 1);
+        assert_int_equal(st.instances[0].memory_kib, 0);
+        drv_stats_clear(&st);
         assert_int_equal(drv_destroy(b, U2, 1), 0);
         assert_int_equal(drv_stats(b, &st), 0);                 /* nothing left: no bulk call */
         assert_int_equal(st.n_instances, 0);
