@@ -42,8 +42,9 @@ static void usage(FILE *f)
 "default; none; or a device path: armed at the first lease, petted while the lease runs\n"
 "watchdog_timeout_s + 0.5 s longer or the host holds no instance, disarmed on a clean\n"
 "stop); watchdog_timeout_s (default 5, shorter than the lease); fake_fail_instantiate,\n"
-"fake_fail_message, fake_latency_ms,\n"
-"fake_unhealthy, fake_hang (driver fake only). Command-line options win.\n"
+"fake_fail_message, fake_latency_ms, fake_unhealthy, fake_hang, fake_load (the share\n"
+"of each instance's vCPUs kept busy, 0 to 1, or a daily LOW-HIGH; driver fake only).\n"
+"Command-line options win.\n"
 "\n"
 "The agent stops on SIGTERM or SIGINT; its instances keep running (until its lease\n"
 "ends, when lsc-fenced destroys them unless a restarted agent pets it again).\n");

@@ -562,7 +562,9 @@ static int server_show(struct cli_opts *o, int argc, char **argv)
         req.server_get = &ref;
         if ((r = cli_call(o, &req, &reply)) < 0)
                 return r;
-        return print_one(o, reply);
+        if (reply->n_servers < 1 || !reply->servers[0])
+                return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
+        return cli_print_server_shown(o, reply->servers[0]);
 }
 
 static int server_delete(struct cli_opts *o, int argc, char **argv)

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include "auth.h"
 #include "liveness.h"
+#include "load.h"
 #include "reconcile.h"
 #include "store.h"
 
@@ -31,6 +32,8 @@ struct loop {
         void *agents;                    /* ROUTER for agents (CURVE server) */
         struct auth auth;
         struct liveness liveness;
+        struct load load;                /* identities' measured load (hosts': in liveness) */
+        int64_t load_expire_us;          /* next sweep of identities silent for a day */
         struct reconcile reconcile;
         int64_t started_us;
         int sigfd;

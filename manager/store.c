@@ -45,7 +45,7 @@
 #define LIST_HOSTS_DEFAULT      200
 #define LIST_LIMIT_MAX          5000
 #define LIST_PAGE_BYTES         ((size_t)LSC_WIRE_MAX_FRAME / 4 * 3)
-#define LIST_HOST_MERGE_BYTES   300
+#define LIST_HOST_MERGE_BYTES   360      /* + measured load's summary: 60 */
 #define MIGRATE_LOCK_KEY        "7107427"        /* "lsc": one migrating lscd at a time */
 
 static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
