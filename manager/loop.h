@@ -25,6 +25,8 @@ struct loop_config {
         uint32_t mayfly_group_max;       /* ... and at most this many per placement group */
         uint32_t mayfly_shutdown_timeout_ms;  /* a dying mayfly's graceful shutdown */
         uint32_t mayfly_postpone_s;      /* no rebirth host: the death moves this far on */
+        bool mayfly_no_in_place;         /* never reborn on the host it dies on (else: when
+                                          * no other host fits) */
 };
 
 struct loop {

@@ -35,7 +35,7 @@ struct opts {
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
         struct mayfly_opts {             /* config file only; see docs/mayflies-operations.md */
                 uint64_t jitter_pct, renew_max, turnover_max_pct, group_max, shutdown_timeout_ms,
-                         postpone_s;
+                         postpone_s, in_place;
         } mayfly;
 };
 
@@ -51,6 +51,7 @@ static const struct {
         { "mayfly_group_max", offsetof(struct mayfly_opts, group_max), 1, 1, 1000000 },
         { "mayfly_shutdown_timeout_ms", offsetof(struct mayfly_opts, shutdown_timeout_ms), 30000, 0, 3600000 },
         { "mayfly_postpone_s", offsetof(struct mayfly_opts, postpone_s), 30, 1, 86400 },
+        { "mayfly_in_place", offsetof(struct mayfly_opts, in_place), 1, 0, 1 },
 };
 
 static void usage(FILE *f)
@@ -88,7 +89,8 @@ static void usage(FILE *f)
 "                       authorized_keys, lease_ttl_ms, grace_ms, dhcp_hosts, and the\n"
 "                       mayfly keys mayfly_jitter_pct (10), mayfly_renew_max (3),\n"
 "                       turnover_max_pct (10), mayfly_group_max (1),\n"
-"                       mayfly_shutdown_timeout_ms (30000), mayfly_postpone_s (30);\n"
+"                       mayfly_shutdown_timeout_ms (30000), mayfly_postpone_s (30),\n"
+"                       mayfly_in_place (1);\n"
 "                       command-line options win\n"
 "  --help, --version\n"
 "\n"
@@ -338,6 +340,7 @@ int main(int argc, char **argv)
         cfg.mayfly_group_max = (uint32_t)o.mayfly.group_max;
         cfg.mayfly_shutdown_timeout_ms = (uint32_t)o.mayfly.shutdown_timeout_ms;
         cfg.mayfly_postpone_s = (uint32_t)o.mayfly.postpone_s;
+        cfg.mayfly_no_in_place = o.mayfly.in_place == 0;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

@@ -1361,7 +1361,7 @@ static void turnover_start(struct loop *l, struct reconcile_server *s)
         }
         if (sched_place(rc->view, &rq, &rc->rng, &host, &why) == 0) {
                 to = sched_view_host(rc->view, host)->name;
-        } else if (cur && cur->up && cur->healthy && cur->active && !rq.has_to) {
+        } else if (cur && cur->up && cur->healthy && cur->active && !rq.has_to && !l->cfg.mayfly_no_in_place) {
                 /* nowhere else: reborn where it runs, in the room the old copy gives back */
                 to = cur->name;
         }
