@@ -1416,7 +1416,7 @@ static void turnover_run(struct loop *l, int64_t now)
         for (size_t i = 0; i < rc->n_servers; i++) {
                 struct reconcile_server *s = rc->servers[i];
 
-                if (s->turn_to) {
+                if (s->turn_to && s->desired == RECONCILE_WANT_RUNNING && s->state != RECONCILE_FAILED) {
                         inflight++;
                         if (s->group < n_groups)
                                 rc->group_inflight[s->group]++;
