@@ -7,7 +7,8 @@
 # the agents' stamped driver calls as tests/chaos does. lscd killed -9 right after a
 # death committed finishes that turnover after its restart. With one host left and no
 # rebirth in place allowed, deaths are postponed and counted; a host coming back lets
-# them go on. renew pushes one death out, within mayfly_renew_max.
+# them go on. A stopped mayfly just stops. A restarted lscd holds a rebirth's reserved
+# room against a new server. renew pushes one death out, within mayfly_renew_max.
 set -euo pipefail
 . "$LSC_TEST_LIB/pg.sh"
 . "$LSC_TEST_LIB/lscd.sh"
@@ -186,6 +187,50 @@ more() { lsc --json server list | jq -e "[.[] | select(.name | test(\"^m[1-3]$\"
 wait_until 30 more
 expect_eq "$(ids)" "$before" "identities after everything"
 
+# --- a stopped mayfly just stops: no death, no turnover
+expect_exit 0 lsc server stop m1 --wait --wait-timeout 30
+expect_exit 0 lsc server stop m2 --wait --wait-timeout 30
+expect_exit 0 lsc server stop m3 --wait --wait-timeout 30
+expect_eq "$(lsc --json server list | jq -c '[.[] | select(.name | test("^m[1-3]$"))
+	| select(.expires_at != null or .turnover_to != null)]')" "[]" "stopped mayflies with a death"
+
+# --- the reservation holds the rebirth's room: two small hosts (2 vCPUs), fly on X, one
+# filler on each, so the other host Y has one free vCPU. lscd dies just after fly's
+# death committed (row made so by hand, rebirth reserved on Y) and a new server n is
+# started meanwhile. The restarted lscd holds Y for fly: n waits for X to free up,
+# where fly's old copy was, instead of taking Y.
+cat >"$LSC_SCRATCH/small-a.conf" <<CONF
+[agent]
+vcpus = 2
+labels = pool=r,slot=a
+CONF
+sed 's/slot=a/slot=b/' "$LSC_SCRATCH/small-a.conf" >"$LSC_SCRATCH/small-b.conf"
+agent_start r1 --driver libvirt --uri test:///default --config "$LSC_SCRATCH/small-a.conf"
+agent_start r2 --driver libvirt --uri test:///default --config "$LSC_SCRATCH/small-b.conf"
+wait_until 20 hosts_up 4
+lsc server create fa --vcpus 1 --memory 128 --require-label slot=a >/dev/null
+lsc server create fb --vcpus 1 --memory 128 --require-label slot=b >/dev/null
+lsc server create fly --vcpus 1 --memory 128 --require-label pool=r --lifetime 1h >/dev/null
+lsc server create n --vcpus 1 --memory 128 --require-label pool=r >/dev/null
+expect_exit 0 lsc server start fa fb --wait --wait-timeout 30
+expect_exit 0 lsc server start fly --wait --wait-timeout 30
+fx=$(lsc --json server show fly | jq -r .host)
+case $fx in r1) fy=r2 ;; r2) fy=r1 ;; *) fail "fly landed on $fx, not on r1 or r2" ;; esac
+lscd_kill9
+sql "BEGIN;
+	UPDATE servers SET state = 'stopping', turnover_to = '$fy', updated_at = now(),
+		reason = 'turnover: lifetime over; reborn on $fy' WHERE name = 'fly';
+	UPDATE servers SET desired = 'running', state = 'pending', reason = 'waiting for a host' WHERE name = 'n';
+	COMMIT;" >/dev/null
+lscd_start
+settled() { lsc --json server list | jq -e '[.[] | select(.name == "fly" or .name == "n")]
+	| all(.state == "running")'; }
+wait_until 40 settled
+expect_eq "$(lsc --json server show fly | jq -r '.host + " " + (.turnovers | tostring)')" "$fy 1" \
+	"fly's rebirth (reserved on $fy)"
+expect_eq "$(lsc --json server show n | jq -r .host)" "$fx" "n, placed while fly's rebirth held $fy"
+echo "reservation held: fly reborn on $fy, n waited for $fx"
+
 # --- never two live copies: every instance's life on every host, from the agents' logs
 # ("driver OP NAME (UUID) generation G: intent|returned|failed at boot T us")
 awk '
@@ -220,5 +265,5 @@ END {
 		}
 	printf "%d instance lives checked for overlaps\n", n
 	exit bad
-}' "$LSC_SCRATCH"/agent-h*.log || fail "two live copies of one identity (above)"
+}' "$LSC_SCRATCH"/agent-*.log || fail "two live copies of one identity (above)"
 echo ok
