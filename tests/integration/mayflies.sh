@@ -8,7 +8,9 @@
 # death committed finishes that turnover after its restart. With one host left and no
 # rebirth in place allowed, deaths are postponed and counted; a host coming back lets
 # them go on. A stopped mayfly just stops. A restarted lscd holds a rebirth's reserved
-# room against a new server. renew pushes one death out, within mayfly_renew_max.
+# room against a new server. A mayfly with nowhere else to go is postponed with
+# mayfly_in_place = 0 and reborn on its own, full host with 1. renew pushes one
+# death out, within mayfly_renew_max.
 set -euo pipefail
 . "$LSC_TEST_LIB/pg.sh"
 . "$LSC_TEST_LIB/lscd.sh"
@@ -230,6 +232,25 @@ expect_eq "$(lsc --json server show fly | jq -r '.host + " " + (.turnovers | tos
 	"fly's rebirth (reserved on $fy)"
 expect_eq "$(lsc --json server show n | jq -r .host)" "$fx" "n, placed while fly's rebirth held $fy"
 echo "reservation held: fly reborn on $fy, n waited for $fx"
+
+# --- nowhere else to go: solo may run only on r1 (slot=a), which it fills. With
+# mayfly_in_place = 0 its death is postponed; with 1 (the default) it is reborn on r1,
+# in the room its old copy gives back (break before make on one host).
+expect_exit 0 lsc server stop fly --wait --wait-timeout 30
+expect_exit 0 lsc server stop n --wait --wait-timeout 30
+sa=$(lsc --json host list | jq -r '.[] | select(.labels.slot == "a") | .name')
+lsc server create solo --vcpus 1 --memory 128 --require-label slot=a --lifetime 2s >/dev/null
+expect_exit 0 lsc server start solo --wait --wait-timeout 30
+solo_postponed() { lsc --json server show solo | jq -e '.postponed >= 1 and .turnovers == 0'; }
+wait_until 20 solo_postponed
+sed -i 's/^mayfly_in_place = 0$/mayfly_in_place = 1/' "$LSC_SCRATCH/lscd.conf"
+lscd_restart
+solo_turned() { lsc --json server show solo | jq -e ".turnovers >= 2 and .host == \"$sa\""; }
+wait_until 40 solo_turned
+expect_exit 0 lsc --json events --server solo --limit 1000
+expect_eq "$(jq '[.[] | select(.kind == "server.turnover" and .detail.state == "stopping")
+	| select(.detail.turnover_to != .detail.host)] | length' <<<"$OUT")" 0 "solo's deaths reserved elsewhere"
+echo "in place: solo turned over on $sa after $(lsc --json server show solo | jq .postponed) postponements"
 
 # --- never two live copies: every instance's life on every host, from the agents' logs
 # ("driver OP NAME (UUID) generation G: intent|returned|failed at boot T us")
