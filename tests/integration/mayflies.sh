@@ -29,7 +29,10 @@ CONF
 # a short lease, so that a stopped agent's host is lost within seconds
 LSCD_ARGS+=(--lease-ttl-ms 4000 --grace-ms 2000 --config "$LSC_SCRATCH/lscd.conf")
 lscd_restart
-for h in h1 h2 h3; do agent_start "$h" --driver libvirt --uri test:///default; done
+# the agents destroy their instances only 0.5 s before their lease ends (not 2 s): lscd
+# is killed and restarted below, and a slow restart must not make them fence themselves
+printf '[agent]\ndestroy_budget_ms = 500\n' >"$LSC_SCRATCH/agent.conf"
+for h in h1 h2 h3; do agent_start "$h" --driver libvirt --uri test:///default --config "$LSC_SCRATCH/agent.conf"; done
 hosts_up() { [ "$(lsc --json host list | jq '[.[] | select(.liveness == "up")] | length')" -eq "$1" ]; }
 wait_until 20 hosts_up 3
 
@@ -38,7 +41,8 @@ for m in m1 m2 m3; do lsc server create "$m" --vcpus 1 --memory 128 --lifetime 4
 lsc server create keeper --vcpus 1 --memory 128 >/dev/null            # not a mayfly
 lsc server create m4 --vcpus 1 --memory 128 --lifetime 4s >/dev/null  # a mayfly never started
 expect_exit 0 lsc server start m1 m2 m3 keeper --wait --wait-timeout 30
-ids() { lsc --json server list | jq -c '[.[] | {name, uuid, macs, ips, hostname}] | sort_by(.name)'; }
+ids() { lsc --json server list | jq -c '[.[] | select(.name | test("^(m[1-4]|keeper)$"))
+	| {name, uuid, macs, ips, hostname}] | sort_by(.name)'; }
 before=$(ids)
 expect_exit 0 lsc --json server show m1
 [ "$(jq -r .expires_at <<<"$OUT")" != null ] || fail "a running mayfly has no expires_at: $OUT"
@@ -72,7 +76,8 @@ sample() {
 	[ "$stopping" -le 1 ] || fail "$stopping servers stopping at once; the budget is 1: $list"
 	[ "$inflight" -lt "$budget_seen" ] || budget_seen=$inflight
 	INFLIGHT=$inflight
-	expect_eq "$(jq -c '[.[] | {name, uuid, macs, ips, hostname}] | sort_by(.name)' <<<"$list")" "$before" \
+	expect_eq "$(jq -c '[.[] | select(.name | test("^(m[1-4]|keeper)$"))
+		| {name, uuid, macs, ips, hostname}] | sort_by(.name)' <<<"$list")" "$before" \
 		"identities during turnover"
 	expect_eq "$(jq -r '.[] | select(.name == "keeper") | .generation' <<<"$list")" 1 "keeper's generation"
 	LIST=$list
@@ -117,14 +122,16 @@ sql "BEGIN;
 			'generation', generation, 'host', '$vhost', 'reason', reason, 'turnover_to', turnover_to)
 		FROM servers WHERE name = '$victim';
 	COMMIT;" >/dev/null
-shutdowns_before=$(grep -c "driver shutdown $victim ($vuuid) generation $vgen: returned" \
-	"$LSC_SCRATCH/agent-$vhost.log" || true)
+shut_re="driver shutdown ($victim \\()?$vuuid\\)? generation $vgen: returned"
+shutdowns_before=$(grep -cE "$shut_re" "$LSC_SCRATCH/agent-$vhost.log" || true)
 lscd_start
 reborn() { lsc --json server show "$victim" | jq -e ".state == \"running\" and .host == \"$vto\"
 	and .generation == $((vgen + 1)) and .turnovers == $((vturns + 1)) and .turnover_to == null"; }
 wait_until 40 reborn
-[ "$(grep -c "driver shutdown $victim ($vuuid) generation $vgen: returned" "$LSC_SCRATCH/agent-$vhost.log")" -gt \
-	"$shutdowns_before" ] || fail "the restarted lscd did not shut $victim g$vgen down on $vhost"
+[ "$(grep -cE "$shut_re" "$LSC_SCRATCH/agent-$vhost.log")" -gt "$shutdowns_before" ] ||
+	fail "the restarted lscd did not shut $victim g$vgen down on $vhost"
+grep -q "destroying [1-9][0-9]* instances" "$LSC_SCRATCH"/agent-h*.log &&
+	fail "an agent fenced itself while lscd restarted"
 echo "lscd killed after $victim's death committed: reborn g$((vgen + 1)) on $vto after its restart"
 sample
 
@@ -183,7 +190,7 @@ expect_exit 0 lsc --json events --limit 10000
 	fail "no server.turnover-postponed events"
 # postponed, never skipped: a host back, and they go on
 before_back=$(lsc --json server list | jq '[.[] | select(.name | test("^m[1-3]$")) | .turnovers] | add')
-agent_start h2 --driver libvirt --uri test:///default
+agent_start h2 --driver libvirt --uri test:///default --config "$LSC_SCRATCH/agent.conf"
 wait_until 20 hosts_up 2
 more() { lsc --json server list | jq -e "[.[] | select(.name | test(\"^m[1-3]$\")) | .turnovers] | add > $before_back"; }
 wait_until 30 more
@@ -205,6 +212,7 @@ cat >"$LSC_SCRATCH/small-a.conf" <<CONF
 [agent]
 vcpus = 2
 labels = pool=r,slot=a
+destroy_budget_ms = 500
 CONF
 sed 's/slot=a/slot=b/' "$LSC_SCRATCH/small-a.conf" >"$LSC_SCRATCH/small-b.conf"
 agent_start r1 --driver libvirt --uri test:///default --config "$LSC_SCRATCH/small-a.conf"
@@ -243,10 +251,28 @@ lsc server create solo --vcpus 1 --memory 128 --require-label slot=a --lifetime 
 expect_exit 0 lsc server start solo --wait --wait-timeout 30
 solo_postponed() { lsc --json server show solo | jq -e '.postponed >= 1 and .turnovers == 0'; }
 wait_until 20 solo_postponed
-sed -i 's/^mayfly_in_place = 0$/mayfly_in_place = 1/' "$LSC_SCRATCH/lscd.conf"
+# ... and with it the group budget: the cloud's is now max(1, 100% of 8), but the three
+# m's, in one group, turn over one at a time (mayfly_group_max = 1)
+lsc group create flies --max-per-host 3 >/dev/null
+for m in m1 m2 m3; do lsc server edit "$m" --group flies >/dev/null; done
+sed -i -e 's/^mayfly_in_place = 0$/mayfly_in_place = 1/' -e 's/^turnover_max_pct = 10$/turnover_max_pct = 100/' \
+	"$LSC_SCRATCH/lscd.conf"
+last_event=$(lsc --json events --limit 1 | jq '.[0].id')
 lscd_restart
+expect_exit 0 lsc server start m1 m2 m3 --wait --wait-timeout 30
+m_turns=$(lsc --json server list | jq '[.[] | select(.name | test("^m[1-3]$")) | .turnovers] | min')
 solo_turned() { lsc --json server show solo | jq -e ".turnovers >= 2 and .host == \"$sa\""; }
 wait_until 40 solo_turned
+group_turned() { lsc --json server list | jq -e "[.[] | select(.name | test(\"^m[1-3]$\")) | .turnovers]
+	| min >= $((m_turns + 2))"; }
+wait_until 40 group_turned
+expect_exit 0 lsc --json events --limit 10000
+expect_eq "$(jq "[sort_by(.id)[] | select(.id > $last_event and ((.server // \"\") | test(\"^m[1-3]$\")))
+	| if .kind == \"server.turnover\" and .detail.state == \"stopping\" then 1
+	  elif .kind == \"server.running\" and (.detail.reason | startswith(\"turnover\")) then -1 else empty end]
+	| reduce .[] as \$d ({n: 0, max: 0}; .n += \$d | .max = ([.max, .n] | max)) | .max" <<<"$OUT")" 1 \
+	"the group's turnovers at once"
+expect_eq "$(ids)" "$before" "identities after the group's turnovers"
 expect_exit 0 lsc --json events --server solo --limit 1000
 expect_eq "$(jq '[.[] | select(.kind == "server.turnover" and .detail.state == "stopping")
 	| select(.detail.turnover_to != .detail.host)] | length' <<<"$OUT")" 0 "solo's deaths reserved elsewhere"
