@@ -128,6 +128,7 @@ int cli_host(struct cli_opts *o, int argc, char **argv);
 int cli_server_start(struct cli_opts *o, int argc, char **argv);
 int cli_server_stop(struct cli_opts *o, int argc, char **argv);
 int cli_server_migrate(struct cli_opts *o, int argc, char **argv);
+int cli_server_renew(struct cli_opts *o, int argc, char **argv);
 /* plan.c: lsc plan server ... */
 int cli_plan(struct cli_opts *o, int argc, char **argv);
 void cli_plan_help(FILE *f);

@@ -290,6 +290,12 @@ static int server_text(const Lsc__Server *s, bool with_load)
         } else {
                 kv("expires:", "never");
         }
+        if (sp->lifetime_s || s->turnovers || s->postponed)
+                kv("turnovers:", "%" PRIu64 " so far; death postponed %" PRIu64 " time%s (no rebirth host); "
+                   "renewed %u time%s in this binding", s->turnovers, s->postponed, s->postponed == 1 ? "" : "s",
+                   s->renewals, s->renewals == 1 ? "" : "s");
+        if (s->turnover_to && s->turnover_to[0])
+                kv("turnover:", "under way: reborn on %s (reserved)", s->turnover_to);
         kv("desired:", "%s", or_dash(s->desired));
         if (sp->n_require_labels) {
                 _cleanup_free_ char *req = join_labels(sp->require_labels, sp->n_require_labels, ", ");
@@ -483,6 +489,10 @@ static json_t *server_json(const Lsc__Server *s, bool with_load)
         bad |= jset(o, "lifetime_s", sp->lifetime_s ? json_integer((json_int_t)sp->lifetime_s)
                                                     : json_null());
         bad |= jset(o, "expires_at", jtime_s(s->expires_at));
+        bad |= jset(o, "turnovers", json_integer((json_int_t)s->turnovers));
+        bad |= jset(o, "postponed", json_integer((json_int_t)s->postponed));
+        bad |= jset(o, "renewals", json_integer(s->renewals));
+        bad |= jset(o, "turnover_to", s->turnover_to && s->turnover_to[0] ? jstr(s->turnover_to) : json_null());
         bad |= jset(o, "desired", jstr(s->desired));
         {
                 json_t *req = json_object();

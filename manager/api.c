@@ -104,7 +104,7 @@ static bool internal_op(Lsc__Request__OpCase op)
 {
         return op == LSC__REQUEST__OP_HOST_REGISTER || op == LSC__REQUEST__OP_LOAD ||
                op == LSC__REQUEST__OP_BIND || op == LSC__REQUEST__OP_TRANSITION ||
-               op == LSC__REQUEST__OP_TRANSITIONS;
+               op == LSC__REQUEST__OP_TRANSITIONS || op == LSC__REQUEST__OP_TURNOVER;
 }
 
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env)

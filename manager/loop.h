@@ -21,6 +21,13 @@ struct loop_config {
         const char *dhcp_hosts_file;     /* dnsmasq dhcp-hostsfile kept current; NULL: none */
         int bind_batch;                  /* bench-bind: bindings per store transaction
                                           * (--bind-batch); 0: PLACE_BATCH (1000) */
+        /* mayfly turnover (config file keys of the same names) */
+        uint32_t turnover_max_pct;       /* turnovers at once: max(1, pct% of identities) */
+        uint32_t mayfly_group_max;       /* ... and at most this many per placement group */
+        uint32_t mayfly_shutdown_timeout_ms;  /* a dying mayfly's graceful shutdown */
+        uint32_t mayfly_postpone_s;      /* no rebirth host: the death moves this far on */
+        bool mayfly_no_in_place;         /* never reborn on the host it dies on (else: when
+                                          * no other host fits) */
 };
 
 struct loop {
