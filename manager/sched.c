@@ -63,6 +63,7 @@ struct sched_view {
         unsigned k;
         bool aware;
         unsigned samples;               /* aware decisions compare this many hosts */
+        unsigned fit_pct;               /* aware: best fit under this % of physical vCPUs */
         struct sched_host *hosts;
         uint32_t nhosts, hosts_cap;
         struct sched_forecast *fc;      /* beside hosts, same index: cold for plain decisions */
@@ -248,6 +249,7 @@ int sched_view_new(struct sched_view **ret)
                 return -ENOMEM;
         v->k = SCHED_K_DEFAULT;
         v->samples = SCHED_AWARE_SAMPLES_DEFAULT;
+        v->fit_pct = SCHED_AWARE_FIT_PCT_DEFAULT;
         *ret = v;
         return 0;
 }
@@ -799,7 +801,7 @@ static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct 
 
 /* How much the life-long mean counts beside the peak: the peak decides whether a host
  * runs hot, the mean how long it stays near it. */
-#define SCHED_MEAN_WEIGHT 0.5
+#define SCHED_MEAN_WEIGHT 0.2
 
 static uint32_t slot_of(int64_t t)
 {
@@ -820,13 +822,17 @@ uint32_t sched_request_load(const struct sched_request *rq, uint32_t slot)
         return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-static uint32_t request_mean(const struct sched_request *rq)
+/* What a death takes off its host's forecast: the least the binding is expected to
+ * use at any hour. Never more, so a calendar cannot make a host look cooler than it
+ * will be. */
+static uint32_t request_min(const struct sched_request *rq)
 {
-        uint64_t sum = 0;
+        uint32_t m = UINT32_MAX;
 
         for (uint32_t i = 0; i < SCHED_SLOTS; i++)
-                sum += sched_request_load(rq, i);
-        return (uint32_t)(sum / SCHED_SLOTS);
+                if (sched_request_load(rq, i) < m)
+                        m = sched_request_load(rq, i);
+        return m;
 }
 
 /* The host's projected load hour by hour over [now, min(end, now + 24 h)): forecast,
@@ -869,25 +875,55 @@ static uint64_t phys_of(const struct sched_view *v, uint32_t host)
         return cap ? cap : 1;
 }
 
-/* Lower is better: the projected peak and mean over the request's life, as shares of
- * the host's physical vCPUs. A rebirth counts deaths due soon as gone: it is meant to
- * take the capacity they free. */
-static double aware_score(const struct sched_view *v, const struct sched_request *rq, uint32_t host)
+struct aware_pick {
+        double peak;                    /* projected peak with the request, share of physical */
+        double score;                   /* peak and mean over the life: lower is cooler */
+        double free;                    /* reservation left, as the unaware choice scores it */
+        bool fits;                      /* peak at most the fit target */
+};
+
+static struct aware_pick aware_pick(const struct sched_view *v, const struct sched_request *rq,
+                                    uint32_t host)
 {
         int64_t end = rq->expires_at > rq->now ? rq->expires_at : INT64_MAX;
         int64_t freed_by = rq->rebirth ? rq->now + SCHED_SOON_S : rq->now;
         int64_t mean, peak = project(&v->fc[host], rq->now, end, freed_by, rq, &mean);
+        double phys = (double)phys_of(v, host);
+        struct aware_pick p = {
+                .peak = (double)peak / phys,
+                .score = ((double)peak + SCHED_MEAN_WEIGHT * (double)mean) / phys,
+                .free = score(&v->hosts[host], &rq->need),
+        };
 
-        return ((double)peak + SCHED_MEAN_WEIGHT * (double)mean) / (double)phys_of(v, host);
+        p.fits = rq->rebirth && rq->load_known && p.peak * 100 <= v->fit_pct;
+        return p;
 }
 
-int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples)
+/* Among hosts that stay under the fit target over the request's life, the fullest
+ * (best fit): the coolest-first rule spreads headroom thin, until a big busy server
+ * finds no host with room for its peak. Above the target, the coolest. Ties (empty
+ * hosts) go to the freest reservation. */
+static bool aware_better(const struct aware_pick *p, const struct aware_pick *b)
+{
+        if (p->fits != b->fits)
+                return p->fits;
+        if (p->fits && p->peak != b->peak)
+                return p->peak > b->peak;
+        if (!p->fits && p->score != b->score)
+                return p->score < b->score;
+        return p->free > b->free;
+}
+
+int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples, unsigned fit_pct)
 {
         if (samples < 1 || samples > SCHED_AWARE_SAMPLES_MAX)
                 return lsc_err_set(-EINVAL, "aware placement: samples must be 1-%u, not %u",
                                    SCHED_AWARE_SAMPLES_MAX, samples);
+        if (fit_pct > 1000)
+                return lsc_err_set(-EINVAL, "aware placement: fit target %u%% is not sane", fit_pct);
         v->aware = on;
         v->samples = samples;
+        v->fit_pct = fit_pct;
         return 0;
 }
 
@@ -954,21 +990,15 @@ int sched_place(const struct sched_view *v, const struct sched_request *rq, stru
                         }
                 }
         } else {
-                /* Coolest projected load; equal loads (empty hosts) go to the freest. */
-                double best_load = aware_score(v, rq, best);
-                double best_free = score(&v->hosts[best], &rq->need);
+                /* Best fit under the target, else the coolest: see aware_better. */
+                struct aware_pick b = aware_pick(v, rq, best);
 
                 for (uint32_t i = 1; i < nc; i++) {
-                        double l = aware_score(v, rq, cand[i]);
-                        double f;
+                        struct aware_pick p = aware_pick(v, rq, cand[i]);
 
-                        if (l > best_load)
-                                continue;
-                        f = score(&v->hosts[cand[i]], &rq->need);
-                        if (l < best_load || f > best_free) {
+                        if (aware_better(&p, &b)) {
                                 best = cand[i];
-                                best_load = l;
-                                best_free = f;
+                                b = p;
                         }
                 }
         }
@@ -1033,7 +1063,7 @@ static void forecast_add(struct sched_forecast *f, const struct sched_request *r
                 f->deaths[lo] = (struct sched_death){
                         .at = rq->expires_at,
                         .vcpus = rq->need.vcpus > UINT32_MAX ? UINT32_MAX : (uint32_t)rq->need.vcpus,
-                        .load_m = request_mean(rq),
+                        .load_m = request_min(rq),
                 };
                 f->ndeaths++;
         }

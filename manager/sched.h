@@ -95,6 +95,7 @@ struct sched_request {
         uint32_t load_m;                /* expected mean load, milli-vCPUs; 0: the default share */
         const uint32_t *load_profile_m; /* SCHED_SLOTS expected loads by hour, or NULL: flat */
         bool rebirth;                   /* a mayfly's turnover: may take capacity that frees soon */
+        bool load_known;                /* the profile comes from a full day of history */
 };
 
 /* Why a host is not feasible: one bit each in a host's mask, one counter each in a
@@ -127,9 +128,12 @@ struct sched_reasons {
  * Hosts run hot on *measured* load when reservations are overcommitted. The caller
  * gives each host its physical vCPUs and a forecast of its measured load by hour of
  * day (from the history it keeps); sched_apply adds a mayfly's planned death to its
- * host's calendar. An aware decision samples more feasible hosts and takes the one
- * whose projected load over the request's life (forecast + the request's load − the
- * load of deaths due before each hour) peaks lowest relative to its physical size.
+ * host's calendar. An aware decision samples more feasible hosts and projects each
+ * one's load over the request's life (forecast + the request's load − the load of
+ * deaths due before each hour, hour by hour), relative to its physical size. A new
+ * request, whose load is a guess, takes the host that peaks lowest; a rebirth whose
+ * load is known takes the fullest host that stays under the fit target, keeping the
+ * big holes for big servers, and counts deaths due within SCHED_SOON_S as gone.
  * Loads are milli-vCPUs; times are seconds on the caller's clock (UTC: slot 0 is
  * 00:00-01:00). The forecasts live beside the host table, not in struct sched_host. */
 #define SCHED_SLOTS 24u
@@ -138,8 +142,11 @@ struct sched_reasons {
 #define SCHED_LOAD_DEFAULT_PCT 30u
 /* Deaths due within this much of now count as freed for a rebirth. */
 #define SCHED_SOON_S 3600
-#define SCHED_AWARE_SAMPLES_DEFAULT 16u
+#define SCHED_AWARE_SAMPLES_DEFAULT 32u
 #define SCHED_AWARE_SAMPLES_MAX 64u
+/* A rebirth whose load is known goes to the fullest sampled host that its projected
+ * peak keeps at most this % of physical vCPUs (best fit); others to the coolest. */
+#define SCHED_AWARE_FIT_PCT_DEFAULT 88u
 
 /* One planned death on a host's calendar. */
 struct sched_death {
@@ -196,8 +203,9 @@ int sched_place(const struct sched_view *v, const struct sched_request *rq, stru
                 uint32_t *ret_host, struct sched_reasons *ret_reasons);
 
 /* Awareness on or off (off: sched_place is exactly the reservation-only power-of-k).
- * samples: feasible hosts one aware decision compares, 1..SCHED_AWARE_SAMPLES_MAX. */
-int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples);
+ * samples: feasible hosts one aware decision compares, 1..SCHED_AWARE_SAMPLES_MAX;
+ * fit_pct: the best-fit target for rebirths of known load (0: always the coolest). */
+int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples, unsigned fit_pct);
 bool sched_view_aware(const struct sched_view *v);
 /* Replaces a host's physical vCPUs and load forecast (SCHED_SLOTS milli-vCPU values by
  * hour of day; NULL: leave the forecast). The calendar of deaths is kept by apply. */
