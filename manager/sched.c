@@ -761,9 +761,11 @@ static void reasons_fill(const struct sched_view *v, const struct ctx *c, struct
 }
 
 /* Up to want candidates, each uniform over the feasible hosts and drawn with
- * replacement; 0 when no host fits. */
+ * replacement; 0 when no host fits. distinct (aware decisions): a scan keeps one
+ * reservoir of want distinct hosts instead, one draw per feasible host rather than
+ * want: the same uniform choice of hosts for a fraction of the draws. */
 static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct sched_rng *rng,
-                        uint32_t want, uint32_t *cand)
+                        uint32_t want, bool distinct, uint32_t *cand)
 {
         uint32_t n, nc = 0, tries = SCHED_TRIES(want);
         const uint32_t *hosts = universe(v, c, &n);
@@ -781,7 +783,21 @@ static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct 
          * one-host reservoirs, so each candidate is uniform over the feasible hosts
          * and drawn with replacement, exactly as sampling draws them. Costs `want`
          * draws per feasible host, and scans happen when few hosts are feasible. */
-        if (nc < want) {
+        if (nc < want && distinct) {
+                uint32_t seen = 0;
+
+                for (uint32_t i = 0; i < n; i++) {
+                        uint32_t j;
+
+                        if (!fits(v, c, hosts[i]))
+                                continue;
+                        j = seen < want ? seen : sched_rng_below(rng, seen + 1);
+                        if (j < want)
+                                cand[j] = hosts[i];
+                        seen++;
+                }
+                nc = seen < want ? seen : want;
+        } else if (nc < want) {
                 uint32_t seen = 0;
 
                 for (uint32_t i = 0; i < n; i++) {
@@ -841,22 +857,21 @@ static uint32_t request_min(const struct sched_request *rq)
  * forecast repeats daily and deaths only take load away, so the first day holds the
  * peak of any longer life. Returns the peak; *ret_mean gets the mean. */
 static int64_t project(const struct sched_forecast *f, int64_t now, int64_t end, int64_t freed_by,
-                       const struct sched_request *rq, int64_t *ret_mean)
+                       const uint32_t *add, int64_t *ret_mean)
 {
         int64_t freed = 0, peak = 0, sum = 0;
-        uint32_t d = 0, n = 0;
+        uint32_t d = 0, n = 0, slot = slot_of(now);
 
-        for (uint32_t i = 0; i < SCHED_SLOTS; i++) {
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++, slot = slot + 1 == SCHED_SLOTS ? 0 : slot + 1) {
                 int64_t t = now + (int64_t)i * SCHED_SLOT_S;
                 int64_t by = t > freed_by ? t : freed_by;
-                uint32_t slot = slot_of(t);
                 int64_t x;
 
                 if (i && t >= end)
                         break;
                 while (d < f->ndeaths && f->deaths[d].at <= by)
                         freed += f->deaths[d++].load_m;
-                x = (int64_t)f->profile_m[slot] - freed + (rq ? sched_request_load(rq, slot) : 0);
+                x = (int64_t)f->profile_m[slot] - freed + (add ? add[slot] : 0);
                 if (x < 0)
                         x = 0;
                 if (x > peak)
@@ -882,12 +897,13 @@ struct aware_pick {
         bool fits;                      /* peak at most the fit target */
 };
 
+/* add: the request's load by slot, worked out once per decision. */
 static struct aware_pick aware_pick(const struct sched_view *v, const struct sched_request *rq,
-                                    uint32_t host)
+                                    const uint32_t *add, uint32_t host)
 {
         int64_t end = rq->expires_at > rq->now ? rq->expires_at : INT64_MAX;
         int64_t freed_by = rq->rebirth ? rq->now + SCHED_SOON_S : rq->now;
-        int64_t mean, peak = project(&v->fc[host], rq->now, end, freed_by, rq, &mean);
+        int64_t mean, peak = project(&v->fc[host], rq->now, end, freed_by, add, &mean);
         double phys = (double)phys_of(v, host);
         struct aware_pick p = {
                 .peak = (double)peak / phys,
@@ -971,7 +987,7 @@ int sched_place(const struct sched_view *v, const struct sched_request *rq, stru
         r = ctx_init(v, rq, &c);
         if (r < 0)
                 return r;
-        nc = collect(v, &c, rng, v->aware ? v->samples : v->k, cand);
+        nc = collect(v, &c, rng, v->aware ? v->samples : v->k, v->aware, cand);
         if (nc == 0) {
                 if (ret_reasons)
                         reasons_fill(v, &c, ret_reasons);
@@ -991,10 +1007,14 @@ int sched_place(const struct sched_view *v, const struct sched_request *rq, stru
                 }
         } else {
                 /* Best fit under the target, else the coolest: see aware_better. */
-                struct aware_pick b = aware_pick(v, rq, best);
+                uint32_t add[SCHED_SLOTS];
+
+                for (uint32_t i = 0; i < SCHED_SLOTS; i++)
+                        add[i] = sched_request_load(rq, i);
+                struct aware_pick b = aware_pick(v, rq, add, best);
 
                 for (uint32_t i = 1; i < nc; i++) {
-                        struct aware_pick p = aware_pick(v, rq, cand[i]);
+                        struct aware_pick p = aware_pick(v, rq, add, cand[i]);
 
                         if (aware_better(&p, &b)) {
                                 best = cand[i];
