@@ -190,6 +190,13 @@ static int population_draw(const struct cfg *c, struct server **ret, uint32_t *r
 
 /* ---- one run ---- */
 
+/* The fleet's mean load per server by hour, as the manager sees it: what an hour not
+ * yet seen in one identity's history is likely to look like. */
+struct fleet {
+        float per_server[SCHED_SLOTS];
+        uint32_t known;
+};
+
 struct run {
         const struct cfg *c;
         struct mayfly_limits lim;
@@ -198,6 +205,7 @@ struct run {
         struct server *srv;
         uint32_t n;
         struct mayfly_heap deaths;
+        struct fleet fleet;
         uint32_t *flight;               /* servers in turnover */
         uint32_t nflight;
         uint64_t *flight_groups;
@@ -215,21 +223,32 @@ static uint32_t default_load_m(const struct server *s)
         return s->size * 10u * SCHED_LOAD_DEFAULT_PCT;
 }
 
-/* The identity's expected load by hour: its history where it has one, the mean of its
- * history in hours not seen yet, the default share when it has none. */
-static void profile_of(const struct server *s, uint32_t *ret)
+/* The identity's expected load by hour: its history where it has one; in hours not
+ * seen yet, the mean of its history shaped by the fleet's daily cycle (flat where the
+ * fleet has not seen the hour either); the default share when it has no history. */
+static void profile_of(const struct fleet *fl, const struct server *s, uint32_t *ret)
 {
-        double sum = 0;
+        double sum = 0, fsum = 0;
         uint32_t nk = 0;
+        bool shaped = true;
 
         for (uint32_t i = 0; i < SCHED_SLOTS; i++)
                 if (s->known & (1u << i)) {
                         sum += s->hist[i];
+                        fsum += fl->per_server[i];
+                        shaped &= (fl->known >> i) & 1;
                         nk++;
                 }
+        shaped &= fsum > 0;
         for (uint32_t i = 0; i < SCHED_SLOTS; i++) {
-                double x = s->known & (1u << i) ? s->hist[i] : nk ? sum / nk : -1;
+                double x = -1;
 
+                if (s->known & (1u << i))
+                        x = s->hist[i];
+                else if (nk && shaped && (fl->known >> i) & 1)
+                        x = sum / fsum * fl->per_server[i];
+                else if (nk)
+                        x = sum / nk;
                 ret[i] = x < 0 ? default_load_m(s) : (uint32_t)(x * 1000.0 + 0.5);
         }
 }
@@ -253,7 +272,7 @@ static int bind(struct run *R, uint32_t i, int64_t now, int64_t expires_at, bool
         struct sched_request rq;
         int r;
 
-        profile_of(s, profile);
+        profile_of(&R->fleet, s, profile);
         rq = request_of(s, now, expires_at, profile);
         rq.rebirth = rebirth;
         rq.load_known = s->known == (1u << SCHED_SLOTS) - 1;
@@ -481,25 +500,41 @@ static void flights_land(struct run *R, int64_t now)
  * expected load in the view is replaced by the newer profile (unapply, apply). */
 static int history_fold(struct run *R, uint32_t slot)
 {
+        double fleet_sum = 0;
+        uint32_t fleet_n = 0;
+
         for (uint32_t i = 0; i < R->n; i++) {
                 struct server *s = &R->srv[i];
 
                 if (s->nacc >= 30) {
                         float mean = s->acc / (float)s->nacc;
 
+                        fleet_sum += mean;
+                        fleet_n++;
                         s->hist[slot] = s->known & (1u << slot)
                                 ? (float)((1 - HISTORY_ALPHA) * s->hist[slot] + HISTORY_ALPHA * mean) : mean;
                         s->known |= 1u << slot;
                 }
                 s->acc = 0;
                 s->nacc = 0;
+        }
+        if (fleet_n) {
+                float x = (float)(fleet_sum / fleet_n);
+
+                R->fleet.per_server[slot] = R->fleet.known & (1u << slot)
+                        ? (float)((1 - HISTORY_ALPHA) * R->fleet.per_server[slot] + HISTORY_ALPHA * x) : x;
+                R->fleet.known |= 1u << slot;
+        }
+        for (uint32_t i = 0; i < R->n; i++) {
+                struct server *s = &R->srv[i];
+
                 if (s->state == SRV_WAITING)
                         continue;
                 uint32_t profile[SCHED_SLOTS];
                 struct sched_request rq;
                 int r;
 
-                profile_of(s, profile);
+                profile_of(&R->fleet, s, profile);
                 if (!memcmp(profile, s->applied, sizeof(profile)))
                         continue;
                 if ((r = unbind(R, i)) < 0)
