@@ -614,24 +614,8 @@ static int run_one(const struct cfg *c, const struct server *pop, const double *
                 uint32_t mod = (uint32_t)(m % MINUTES_PER_DAY);
 
                 if (m && m % 60 == 0) {
-                        uint32_t slot = (uint32_t)((m / 60 - 1) % SCHED_SLOTS);
-                        uint64_t hour = m / 60 - 1;
-
-                        if ((r = history_fold(&R, slot)) < 0)
+                        if ((r = history_fold(&R, (uint32_t)((m / 60 - 1) % SCHED_SLOTS))) < 0)
                                 goto out;
-                        if (res->hour_max) {
-                                double sum = 0;
-
-                                for (uint32_t h = 0; h < H; h++) {
-                                        sorted[h] = R.host_hour[h] / 60.0 / PHYS_VCPUS;
-                                        sum += sorted[h];
-                                        R.host_hour[h] = 0;
-                                }
-                                qsort(sorted, H, sizeof(*sorted), cmp_double);
-                                res->hour_max[hour] = (float)sorted[H - 1];
-                                res->hour_p99[hour] = (float)sorted[(H * 99) / 100];
-                                res->hour_mean[hour] = (float)(sum / H);
-                        }
                         if (c->aware && (r = early_retire(&R, now)) < 0)
                                 goto out;
                 }
@@ -672,6 +656,20 @@ static int run_one(const struct cfg *c, const struct server *pop, const double *
                 }
                 double mean = sum / H, var = sq / H - mean * mean;
                 sd_sum += var > 0 ? sqrt(var) : 0;
+                if (res->hour_max && (m + 1) % 60 == 0) {
+                        uint64_t hour = m / 60;
+
+                        sum = 0;
+                        for (uint32_t h = 0; h < H; h++) {
+                                sorted[h] = R.host_hour[h] / 60.0 / PHYS_VCPUS;
+                                sum += sorted[h];
+                                R.host_hour[h] = 0;
+                        }
+                        qsort(sorted, H, sizeof(*sorted), cmp_double);
+                        res->hour_max[hour] = (float)sorted[H - 1];
+                        res->hour_p99[hour] = (float)sorted[(H * 99) / 100];
+                        res->hour_mean[hour] = (float)(sum / H);
+                }
         }
         res->hot100 = (double)hot100;
         res->hot90 = (double)hot90;
@@ -727,9 +725,14 @@ static int svg_write(const char *path, const struct cfg *c, const struct result 
                      const struct result *plain)
 {
         uint32_t n = c->days * 24;
-        double ymax = 1.5;
-        FILE *f = fopen(path, "w");
+        double ymax = 1.25;
+        FILE *f;
 
+        /* Room for the highest line, in steps of 25%. */
+        for (uint32_t i = 0; i < n; i++)
+                while (plain->hour_max[i] > ymax || aware->hour_max[i] > ymax)
+                        ymax += 0.25;
+        f = fopen(path, "w");
         if (!f)
                 return lsc_err_set(-errno, "cannot write %s: %s", path, strerror(errno));
         fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='470' "
@@ -737,8 +740,8 @@ static int svg_write(const char *path, const struct cfg *c, const struct result 
         fprintf(f, "<text x='480' y='22' text-anchor='middle' font-size='14'>Host load per hour, %u%% "
                    "mayflies, seed %llu (hourly mean of each host; share of its physical vCPUs)</text>\n",
                 c->pct, (unsigned long long)c->seed);
-        for (int k = 0; k <= 6; k++) {
-                double yv = ymax * k / 6, y = 40 + 360 * (1 - yv / ymax);
+        for (int k = 0; k <= (int)(ymax / 0.25 + 0.5); k++) {
+                double yv = 0.25 * k, y = 40 + 360 * (1 - yv / ymax);
 
                 fprintf(f, "<line x1='60' x2='920' y1='%.1f' y2='%.1f' stroke='%s'/>"
                            "<text x='54' y='%.1f' text-anchor='end'>%.0f%%</text>\n",
