@@ -1,6 +1,7 @@
 /* Placement over an in-memory view: the host table with its indexes (by id, by kind,
- * by label, by group) and the decision itself. A decision reads the view and the
- * caller's random state only; it never allocates, logs or does I/O. */
+ * by label, by group), the hosts' load forecasts and calendars of deaths, and the
+ * decision itself. A decision reads the view and the caller's random state only; it
+ * never allocates, logs or does I/O. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

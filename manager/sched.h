@@ -195,7 +195,8 @@ const char *sched_label_name(const struct sched_view *v, uint32_t id);
 /* Members of the group on a host: O(log groups on that host). */
 uint32_t sched_group_count(const struct sched_view *v, uint64_t group, uint32_t host);
 
-/* Chooses a host for rq: filters, then takes the freest of k random feasible hosts.
+/* Chooses a host for rq: filters, then takes the freest of k random feasible hosts
+ * (awareness on: compares `samples` of them by projected load, see above).
  * Samples random hosts instead of scanning, so a decision costs O(k) in the common
  * case; scans only when sampling finds too few. 0 and *ret_host; -ENOSPC when no host
  * fits, with *ret_reasons (may be NULL) filled; -EINVAL for a malformed request. */
