@@ -780,10 +780,8 @@ static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct 
                         if (fits(v, c, h))
                                 cand[nc++] = h;
                 }
-        /* Too few feasible hosts to find by chance: scan, keeping `want` independent
-         * one-host reservoirs, so each candidate is uniform over the feasible hosts
-         * and drawn with replacement, exactly as sampling draws them. Costs `want`
-         * draws per feasible host, and scans happen when few hosts are feasible. */
+        /* Too few feasible hosts to find by chance: scan. Aware decisions keep one
+         * reservoir of `want` distinct hosts (one draw per feasible host). */
         if (nc < want && distinct) {
                 uint32_t seen = 0;
 
@@ -799,6 +797,10 @@ static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct 
                 }
                 nc = seen < want ? seen : want;
         } else if (nc < want) {
+                /* Plain decisions keep `want` independent one-host reservoirs, so each
+                 * candidate is uniform over the feasible hosts and drawn with
+                 * replacement, exactly as sampling draws them. Costs `want` draws per
+                 * feasible host, and scans happen when few hosts are feasible. */
                 uint32_t seen = 0;
 
                 for (uint32_t i = 0; i < n; i++) {
@@ -853,7 +855,7 @@ static uint32_t request_min(const struct sched_request *rq)
 }
 
 /* The host's projected load hour by hour over [now, min(end, now + 24 h)): forecast,
- * plus the request's load when rq is set, less the deaths due by each hour, where
+ * plus add[slot] (the request's load; NULL: none), less the deaths due by each hour, where
  * deaths due by freed_by count as gone from the start. A day is enough: the
  * forecast repeats daily and deaths only take load away, so the first day holds the
  * peak of any longer life. Returns the peak; *ret_mean gets the mean. */
