@@ -28,6 +28,8 @@ struct loop_config {
         uint32_t mayfly_postpone_s;      /* no rebirth host: the death moves this far on */
         bool mayfly_no_in_place;         /* never reborn on the host it dies on (else: when
                                           * no other host fits) */
+        bool mayfly_aware;               /* die-off-aware placement (sched.h): measured load
+                                          * and the calendar of deaths; off: reservations only */
 };
 
 struct loop {

@@ -35,7 +35,7 @@ struct opts {
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
         struct mayfly_opts {             /* config file only; see docs/mayflies-operations.md */
                 uint64_t jitter_pct, renew_max, turnover_max_pct, group_max, shutdown_timeout_ms,
-                         postpone_s, in_place;
+                         postpone_s, in_place, aware;
         } mayfly;
 };
 
@@ -52,6 +52,7 @@ static const struct {
         { "mayfly_shutdown_timeout_ms", offsetof(struct mayfly_opts, shutdown_timeout_ms), 30000, 0, 3600000 },
         { "mayfly_postpone_s", offsetof(struct mayfly_opts, postpone_s), 30, 1, 86400 },
         { "mayfly_in_place", offsetof(struct mayfly_opts, in_place), 1, 0, 1 },
+        { "mayfly_aware", offsetof(struct mayfly_opts, aware), 1, 0, 1 },
 };
 
 static void usage(FILE *f)
@@ -90,7 +91,7 @@ static void usage(FILE *f)
 "                       mayfly keys mayfly_jitter_pct (10), mayfly_renew_max (3),\n"
 "                       turnover_max_pct (10), mayfly_group_max (1),\n"
 "                       mayfly_shutdown_timeout_ms (30000), mayfly_postpone_s (30),\n"
-"                       mayfly_in_place (1);\n"
+"                       mayfly_in_place (1), mayfly_aware (1: die-off-aware placement);\n"
 "                       command-line options win\n"
 "  --help, --version\n"
 "\n"
@@ -341,6 +342,7 @@ int main(int argc, char **argv)
         cfg.mayfly_shutdown_timeout_ms = (uint32_t)o.mayfly.shutdown_timeout_ms;
         cfg.mayfly_postpone_s = (uint32_t)o.mayfly.postpone_s;
         cfg.mayfly_no_in_place = o.mayfly.in_place == 0;
+        cfg.mayfly_aware = o.mayfly.aware != 0;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

@@ -11,6 +11,7 @@
 #include "dhcp.h"
 #include "err.h"
 #include "liveness.h"
+#include "load.h"
 #include "log.h"
 #include "loop.h"
 #include "reconcile.h"
@@ -22,6 +23,7 @@
 #define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
 #define TURNOVER_EVERY_US 500000         /* due deaths are looked for this often */
+#define FORECAST_EVERY_US 10000000       /* hosts' forecasts refreshed from their history */
 #define TURNOVER_RETRY_US 1000000        /* a death the store did not start: again after this */
 
 const char *const reconcile_state_names[RECONCILE_STATE_COUNT] = {
@@ -50,8 +52,8 @@ void reconcile_fini(struct reconcile *rc)
         free(rc->queue);
         free(rc->groups);
         free(rc->running_on);
-        free(rc->group_inflight);
-        free(rc->turn_cands);
+        free(rc->flight_groups);
+        free(rc->due);
         for (size_t i = 0; i < rc->n_tx; i++)
                 lsc__transition__free_unpacked(rc->tx[i], NULL);
         free(rc->tx);
@@ -309,6 +311,32 @@ static int request_of(struct reconcile *rc, const struct reconcile_server *s, st
 }
 
 /* Counts (or stops counting) s on its host in the view. */
+/* Die-off awareness (sched.h): the request's clock, its planned death (expires, unix
+ * s; 0: none) and its expected load from the identity's measured history (load.c), or
+ * none known (the scheduler's default share of its vCPUs). */
+static void request_load(struct reconcile *rc, const struct reconcile_server *s, struct sched_request *rq,
+                         int64_t expires, bool rebirth)
+{
+        const struct load_hist *h = rc->load ? load_identity_find(rc->load, s->uuid) : NULL;
+        uint32_t mean = 0;
+        int n;
+
+        rq->now = lsc_wall_us() / 1000000;
+        rq->expires_at = expires;
+        rq->rebirth = rebirth;
+        if (h && (n = load_hist_forecast_m(h, rq->now, rc->req_profile, &mean)) >= 0) {
+                rq->load_profile_m = rc->req_profile;
+                rq->load_m = mean;
+                rq->load_known = n == LOAD_HOURS;
+        }
+}
+
+/* A new binding's planned death: its lifetime from now (the store adds the jitter). */
+static int64_t planned_death(const struct reconcile_server *s)
+{
+        return s->lifetime_s ? lsc_wall_us() / 1000000 + s->lifetime_s : 0;
+}
+
 static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t host)
 {
         struct sched_request rq;
@@ -316,10 +344,12 @@ static void view_apply(struct reconcile *rc, struct reconcile_server *s, int64_t
         if (s->applied || host < 0)
                 return;
         request_base(rc, s, &rq);
+        request_load(rc, s, &rq, s->expires_s ? s->expires_s : planned_death(s), false);
         if (sched_apply(rc->view, &rq, (uint32_t)host) == 0) {
                 s->applied = true;
                 s->host = (int32_t)host;
                 s->applied_group = (uint32_t)rq.group;
+                s->applied_expires_s = rq.expires_at;
         }
 }
 
@@ -329,7 +359,11 @@ static void view_unapply(struct reconcile *rc, struct reconcile_server *s)
 
         if (s->applied && s->host >= 0) {
                 request_base(rc, s, &rq);
-                rq.group = s->applied_group;     /* what apply counted, whatever the record says now */
+                /* what apply counted, whatever the record says now: the group, and the death
+                 * on the host's calendar (the load may have moved: the forecasts are
+                 * refreshed from measurements anyway) */
+                request_load(rc, s, &rq, s->applied_expires_s, false);
+                rq.group = s->applied_group;
                 sched_unapply(rc->view, &rq, (uint32_t)s->host);
         }
         s->applied = false;
@@ -735,8 +769,17 @@ static void adopt(struct loop *l, const Lsc__Server *sv)
         s->desired = desired < 0 ? RECONCILE_WANT_STOPPED : (uint8_t)desired;
         s->generation = sv->generation;
         s->bound = bound;
-        if (sv->has_expires_at)
+        if (sv->has_expires_at && sv->expires_at != s->expires_s) {
+                bool was = s->applied;
+                int32_t at = s->host;
+                /* the binding's death moved (bound, renewed, cleared): its host's calendar
+                 * follows, so a later unapply finds what apply counted */
+                if (was && bound && s->bound == bound)
+                        view_unapply(rc, s);
                 s->expires_s = sv->expires_at;
+                if (was && bound && s->bound == bound)
+                        view_apply(rc, s, at);
+        }
         if (sv->turnover_to)
                 s->turn_to = sv->turnover_to[0] ? liveness_get(&l->liveness, sv->turnover_to) : NULL;
         if (sp) {
@@ -745,6 +788,7 @@ static void adopt(struct loop *l, const Lsc__Server *sv)
                 s->vcpus = sp->vcpus;
                 s->memory_mib = sp->memory_mib;
                 s->disk_gib = sp->disk_gib;
+                s->lifetime_s = sp->lifetime_s > UINT32_MAX ? UINT32_MAX : (uint32_t)sp->lifetime_s;
                 constrained = sp->n_require_labels > 0 || (sv->migrate_from && sv->migrate_from[0]) ||
                               (sv->migrate_to && sv->migrate_to[0]);
         }
@@ -1020,6 +1064,7 @@ static void place(struct loop *l, int64_t now)
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
                         continue;        /* out of memory: the next pass */
                 }
+                request_load(rc, s, &rq, planned_death(s), s->turn_to != NULL);
                 reborn = s->turn_to && s->turn_to->view >= 0 && !rq.has_to;   /* migrate --to wins */
                 if (reborn) {
                         /* a rebirth goes where its room was reserved: the reservation
@@ -1263,7 +1308,32 @@ static void load(struct loop *l)
 
 void reconcile_start(struct loop *l)
 {
+        struct reconcile *rc = &l->reconcile;
+
+        rc->load = &l->load;
+        sched_view_set_aware(rc->view, l->cfg.mayfly_aware, SCHED_AWARE_SAMPLES_DEFAULT,
+                             SCHED_AWARE_FIT_PCT_DEFAULT);
         load(l);
+}
+
+/* Every host's forecast from its measured history (load.c), for aware placement: the
+ * profile replaces what sched_apply added since, which the measurements now show. */
+static void forecasts_refresh(struct loop *l, int64_t now)
+{
+        struct reconcile *rc = &l->reconcile;
+        int64_t wall_s = lsc_wall_us() / 1000000;
+        uint32_t prof[LOAD_HOURS], mean;
+
+        if (!sched_view_aware(rc->view) || now < rc->next_forecast_us)
+                return;
+        rc->next_forecast_us = now + FORECAST_EVERY_US;
+        for (size_t i = 0; i < l->liveness.n_hosts; i++) {
+                struct liveness_host *h = l->liveness.hosts[i];
+
+                if (h->view < 0 || load_hist_forecast_m(&h->load, wall_s, prof, &mean) < 0)
+                        continue;
+                sched_host_set_load(rc->view, (uint32_t)h->view, h->vcpus, prof);
+        }
 }
 
 /* Whether what ran on h is gone for sure: h is lost and its lease ran out at least
@@ -1313,7 +1383,7 @@ static bool relocate(struct loop *l, struct reconcile_server *s, int64_t now)
  * A running mayfly past its expires_at dies and is reborn (generation + 1) on a host
  * reserved before the death: running -> stopping (graceful shutdown) -> pending once
  * the destroy is acknowledged or the old host's lease ran out -> binding on the
- * reserved host -> running. turnover.c decides which due deaths start now (the
+ * reserved host -> running. mayfly.c (mayfly_admit) decides which due deaths start now (the
  * budget); the others wait, in deadline order. */
 
 static int turnover_submit(struct loop *l, struct reconcile_server *s, const char *to, const char *reason)
@@ -1355,6 +1425,7 @@ static void turnover_start(struct loop *l, struct reconcile_server *s)
 
         if (request_of(rc, s, &rq) < 0)
                 return;
+        request_load(rc, s, &rq, planned_death(s), true);
         if (!rq.has_to && s->host >= 0) {
                 rq.has_exclude = true;   /* reborn elsewhere when another host fits */
                 rq.exclude_host = (uint32_t)s->host;
@@ -1394,9 +1465,9 @@ static void turnover_run(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
         int64_t now_s = lsc_wall_us() / 1000000;
-        struct turnover_limits lim;
-        uint32_t inflight = 0;
-        size_t n = 0, n_groups = rc->n_groups + 1, k;
+        struct mayfly_limits lim = MAYFLY_LIMITS_DEFAULT;
+        struct mayfly_flight fl = { 0 };
+        size_t n = 0, k;
 
         if (now < rc->next_turnover_us)
                 return;
@@ -1405,21 +1476,21 @@ static void turnover_run(struct loop *l, int64_t now)
          * time to come back, so the view it reserves in is whole */
         if (now - l->started_us < l->liveness.lease_ttl_us + l->liveness.grace_us)
                 return;
-        if (rc->cap_group_inflight < n_groups) {
-                uint32_t *g = realloc(rc->group_inflight, n_groups * sizeof(*g));
-                if (!g)
-                        return;
-                rc->group_inflight = g;
-                rc->cap_group_inflight = n_groups;
-        }
-        memset(rc->group_inflight, 0, n_groups * sizeof(*rc->group_inflight));
         for (size_t i = 0; i < rc->n_servers; i++) {
                 struct reconcile_server *s = rc->servers[i];
 
                 if (s->turn_to && s->desired == RECONCILE_WANT_RUNNING && s->state != RECONCILE_FAILED) {
-                        inflight++;
-                        if (s->group < n_groups)
-                                rc->group_inflight[s->group]++;
+                        if (s->group && fl.ngroups == rc->cap_flight_groups) {
+                                size_t cap = rc->cap_flight_groups ? rc->cap_flight_groups * 2 : 64;
+                                uint64_t *g = realloc(rc->flight_groups, cap * sizeof(*g));
+                                if (!g)
+                                        return;
+                                rc->flight_groups = g;
+                                rc->cap_flight_groups = cap;
+                        }
+                        fl.total++;
+                        if (s->group)
+                                rc->flight_groups[fl.ngroups++] = s->group;
                         continue;
                 }
                 /* expires_at is whole seconds here, exact in the store: one more second
@@ -1428,27 +1499,28 @@ static void turnover_run(struct loop *l, int64_t now)
                     s->expires_s <= 0 || now_s <= s->expires_s || now < s->turn_retry_us ||
                     !s->bound || s->bound->state != LIVENESS_UP)
                         continue;
-                if (n == rc->cap_turn_cands) {
-                        size_t cap = rc->cap_turn_cands ? rc->cap_turn_cands * 2 : 64;
-                        struct turnover_cand *c = realloc(rc->turn_cands, cap * sizeof(*c));
-                        if (!c)
+                if (n == rc->cap_due) {
+                        size_t cap = rc->cap_due ? rc->cap_due * 2 : 64;
+                        struct mayfly_due *d = realloc(rc->due, cap * sizeof(*d));
+                        if (!d)
                                 break;
-                        rc->turn_cands = c;
-                        rc->cap_turn_cands = cap;
+                        rc->due = d;
+                        rc->cap_due = cap;
                 }
-                rc->turn_cands[n++] = (struct turnover_cand){ .expires_s = s->expires_s, .group = s->group,
-                                                              .idx = i };
+                rc->due[n++] = (struct mayfly_due){ .deadline = s->expires_s, .group = s->group, .cookie = i };
         }
         if (n == 0)
                 return;
-        lim.max = turnover_budget(l->cfg.turnover_max_pct, rc->n_servers);
+        fl.groups = rc->flight_groups;
+        lim.turnover_max_pct = l->cfg.turnover_max_pct;
         lim.group_max = l->cfg.mayfly_group_max;
-        k = turnover_pick(rc->turn_cands, n, &lim, &inflight, rc->group_inflight, n_groups);
+        k = mayfly_admit(&lim, rc->n_servers, &fl, rc->due, n);
         rc->turnovers_shifted += n - k;
         if (n > k)
-                log_debug("%zu turnovers due wait for the budget (%u at once)", n - k, lim.max);
+                log_debug("%zu turnovers due wait for the budget (%llu at once)", n - k,
+                          (unsigned long long)mayfly_budget(lim.turnover_max_pct, rc->n_servers));
         for (size_t i = 0; i < k; i++)
-                turnover_start(l, rc->servers[rc->turn_cands[i].idx]);
+                turnover_start(l, rc->servers[rc->due[i].cookie]);
 }
 
 void reconcile_tick(struct loop *l, int64_t now)
@@ -1481,6 +1553,7 @@ void reconcile_tick(struct loop *l, int64_t now)
                         drive(l, s, now);
         }
         turnover_run(l, now);
+        forecasts_refresh(l, now);
         place(l, now);
         if (rc->dhcp_hosts && rc->dhcp_dirty && !rc->dhcp_inflight) {
                 Lsc__Request *req = calloc(1, sizeof(*req));

@@ -9,7 +9,7 @@
 #include <uthash.h>
 #include "sched.h"
 #include "store.h"
-#include "turnover.h"
+#include "mayfly.h"
 
 struct loop;
 struct liveness_host;
@@ -69,6 +69,8 @@ struct reconcile_server {
         struct liveness_host *bound;     /* the host the store binds it to, NULL: none */
         /* mayflies */
         int64_t expires_s;               /* its death (unix seconds) in this binding, 0: none */
+        int64_t applied_expires_s;       /* the death counted in its host's calendar (view) */
+        uint32_t lifetime_s;             /* a mayfly's lifetime, 0: none */
         int64_t turn_retry_us;           /* a death the store found stale: not before this */
         struct liveness_host *turn_to;   /* a turnover under way: the rebirth host, NULL: none */
         int32_t resv_host;               /* view index the rebirth's reservation is counted at, -1 */
@@ -112,13 +114,17 @@ struct reconcile {
         Lsc__Transition **tx;            /* state changes waiting for the next batch */
         size_t n_tx, cap_tx;
         bool tx_inflight;                /* a batch is at the store */
-        /* mayfly turnover (manager/turnover.c decides which due deaths start) */
+        /* mayfly turnover (manager/mayfly.c decides which due deaths start) */
         int64_t next_turnover_us;
         uint64_t turnovers_started, turnovers_postponed, turnovers_shifted;
-        uint32_t *group_inflight;        /* scratch: turnovers in flight per group id */
-        size_t cap_group_inflight;
-        struct turnover_cand *turn_cands;   /* scratch: the due deaths */
-        size_t cap_turn_cands;
+        uint64_t *flight_groups;         /* scratch: the group of each turnover in flight */
+        size_t cap_flight_groups;
+        struct mayfly_due *due;          /* scratch: the due deaths (mayfly_admit orders them) */
+        size_t cap_due;
+        /* die-off awareness (sched.h): the forecasts' inputs */
+        const struct load *load;         /* the loop's identities' measured load */
+        int64_t next_forecast_us;        /* hosts' forecasts refreshed from their history */
+        uint32_t req_profile[SCHED_SLOTS];   /* request_load's profile (one request at a time) */
 };
 
 int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);

@@ -367,9 +367,10 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " state = 'binding', reason = CASE WHEN s.turnover_to IS NULL THEN ''"
                 "                                  ELSE 'turnover: reborn' END,"
                 " bound_at = now(), updated_at = now(), renewals = 0,"
-                /* a mayfly dies lifetime +- jitter ($4, a fraction) after each binding */
+                /* a mayfly dies its lifetime less up to jitter ($4, a fraction) after each
+                 * binding: the lifetime is a maximum (mayfly_expires_at, mayfly.h) */
                 " expires_at = CASE WHEN s.lifetime_s IS NULL THEN NULL ELSE now() + s.lifetime_s"
-                "   * (1 + $4::double precision * (2 * random() - 1)) * interval '1 second' END"
+                "   * (1 - $4::double precision * random()) * interval '1 second' END"
                 " FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(uuid, gen, host)"
                 " JOIN hosts h ON h.name = r.host"
                 " WHERE s.uuid = r.uuid AND s.generation = r.gen AND s.state = 'pending'"
