@@ -113,6 +113,7 @@ int cli_print_events(const struct cli_opts *o, Lsc__Event *const *v, size_t n);
 int cli_print_host(const struct cli_opts *o, const Lsc__Host *h);
 /* A plan: the hosts what would fit on, and for each other one why not. */
 int cli_print_plan(const struct cli_opts *o, const char *what, Lsc__PlanHost *const *v, size_t n);
+int cli_print_plan_turnover(const struct cli_opts *o, uint32_t hours, const Lsc__Reply *rp);
 int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n);
 int cli_print_group(const struct cli_opts *o, const Lsc__Group *g);
 int cli_print_groups(const struct cli_opts *o, Lsc__Group *const *v, size_t n);

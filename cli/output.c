@@ -940,3 +940,102 @@ int cli_print_plan(const struct cli_opts *o, const char *what, Lsc__PlanHost *co
         printf("nothing was bound\n");
         return 0;
 }
+
+/* lsc plan turnover: the deaths in order, then each host's projected load. */
+int cli_print_plan_turnover(const struct cli_opts *o, uint32_t hours, const Lsc__Reply *rp)
+{
+        if (o->json) {
+                _cleanup_json_ json_t *j = json_object();
+                json_t *deaths = json_array(), *loads = json_array();
+                int bad = !j || !deaths || !loads;
+
+                for (size_t i = 0; !bad && i < rp->n_deaths; i++) {
+                        const Lsc__PlanDeath *d = rp->deaths[i];
+                        json_t *e = json_object();
+                        bad |= !e || jset(e, "server", jstr(d->server)) || jset(e, "uuid", jstr(d->uuid)) ||
+                               jset(e, "host", jstr(d->host)) ||
+                               jset(e, "expires_at", jtime_s(d->expires_at)) ||
+                               jset(e, "starts_at", jtime_s(d->starts_at)) ||
+                               jset(e, "cycle", json_integer((json_int_t)d->cycle)) ||
+                               jset(e, "rebirth", d->rebirth && d->rebirth[0] ? jstr(d->rebirth) : json_null()) ||
+                               jset(e, "why", d->why && d->why[0] ? jstr(d->why) : json_null());
+                        bad |= json_array_append_new(deaths, e) < 0;
+                }
+                for (size_t i = 0; !bad && i < rp->n_loads; i++) {
+                        const Lsc__PlanLoad *p = rp->loads[i];
+                        json_t *e = json_object(), *v = json_array();
+                        bad |= !e || !v;
+                        for (size_t k = 0; !bad && k < p->n_vcpus; k++)
+                                bad |= json_array_append_new(v, json_real(p->vcpus[k])) < 0;
+                        bad |= jset(e, "host", jstr(p->host)) || jset(e, "phys_vcpus", json_real(p->phys_vcpus)) ||
+                               jset(e, "vcpus_by_hour", v);
+                        bad |= json_array_append_new(loads, e) < 0;
+                }
+                bad |= jset(j, "hours", json_integer(hours)) ||
+                       jset(j, "from", jtime_s(rp->plan_from)) ||
+                       jset(j, "turnover_budget", json_integer(rp->turnover_budget)) ||
+                       jset(j, "deaths", deaths) || jset(j, "loads", loads);
+                if (bad)
+                        return oom();
+                return json_print(j);
+        }
+        {
+                static const char *const head[] = { "DIES", "STARTS", "SERVER", "HOST", "REBIRTH" };
+                _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+                char from[40];
+                int r = 0;
+
+                format_time_s(rp->plan_from, from, sizeof(from));
+                printf("the next %u h of mayfly deaths from %s: %zu, at most %u turnovers at once\n", hours, from,
+                       rp->n_deaths, rp->turnover_budget);
+                for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                        r = table_add(&t, head[i]);
+                for (size_t i = 0; i < rp->n_deaths && r == 0; i++) {
+                        const Lsc__PlanDeath *d = rp->deaths[i];
+                        char at[40], st[40];
+                        format_time_s(d->expires_at, at, sizeof(at));
+                        format_time_s(d->starts_at, st, sizeof(st));
+                        if ((r = table_add(&t, at)) < 0 || (r = table_add(&t, st)) < 0 ||
+                            (r = table_add(&t, d->server)) < 0 || (r = table_add(&t, or_dash(d->host))) < 0)
+                                break;
+                        r = d->rebirth && d->rebirth[0] ? table_add(&t, d->rebirth)
+                                                        : table_addf(&t, "none fits: %s", or_dash(d->why));
+                }
+                if (r < 0)
+                        return r;
+                if (rp->n_deaths)
+                        table_print(&t);
+        }
+        {
+                static const char *const head[] = { "HOST", "PHYS", "NOW", "PEAK", "PEAK AT (+H)", "LOW" };
+                _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
+                int r = 0;
+
+                printf("projected busy vCPUs per host, hour by hour (forecast - deaths + rebirths):\n");
+                for (size_t i = 0; i < ARRAY_SIZE(head) && r == 0; i++)
+                        r = table_add(&t, head[i]);
+                for (size_t i = 0; i < rp->n_loads && r == 0; i++) {
+                        const Lsc__PlanLoad *p = rp->loads[i];
+                        double peak = 0, low = p->n_vcpus ? p->vcpus[0] : 0;
+                        size_t at = 0;
+                        for (size_t k = 0; k < p->n_vcpus; k++) {
+                                if (p->vcpus[k] > peak) {
+                                        peak = p->vcpus[k];
+                                        at = k;
+                                }
+                                if (p->vcpus[k] < low)
+                                        low = p->vcpus[k];
+                        }
+                        if ((r = table_add(&t, p->host)) < 0 || (r = table_addf(&t, "%.0f", p->phys_vcpus)) < 0 ||
+                            (r = table_addf(&t, "%.1f", p->n_vcpus ? p->vcpus[0] : 0.0)) < 0 ||
+                            (r = table_addf(&t, "%.1f", peak)) < 0 || (r = table_addf(&t, "%zu", at)) < 0)
+                                break;
+                        r = table_addf(&t, "%.1f", low);
+                }
+                if (r < 0)
+                        return r;
+                table_print(&t);
+        }
+        printf("nothing was changed: the rebirth hosts are where the scheduler would place them now\n");
+        return 0;
+}

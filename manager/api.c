@@ -47,6 +47,36 @@ static void plan_spec(struct loop *l, const struct lsc_route *route, uint64_t se
         free(reply.plan);
 }
 
+/* plan_turnover: answered at once from the view, like a plan for a spec. */
+static void plan_turnover(struct loop *l, const struct lsc_route *route, uint64_t seq, const Lsc__PlanTurnover *p)
+{
+        Lsc__Reply reply = LSC__REPLY__INIT;
+        uint32_t hours = p && p->has_hours ? p->hours : 168;
+        int r;
+
+        if (hours < 1 || hours > 8760) {
+                lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INVALID,
+                                    "hours: want 1-8760 (a year at most)");
+                return;
+        }
+        r = reconcile_plan_turnover(l, hours, &reply);
+        if (r < 0) {
+                lsc_wire_send_error(l->cli, route, seq, r == -EAGAIN ? LSC__STATUS__ERR_UNAVAILABLE
+                                                                      : LSC__STATUS__ERR_INTERNAL, lsc_err_msg(r));
+        } else {
+                reply.has_status = 1;
+                reply.status = LSC__STATUS__OK;
+                if ((r = lsc_wire_send_reply(l->cli, route, seq, &reply)) == -EMSGSIZE)
+                        log_warn("plan turnover: %s", lsc_err_msg(r));
+        }
+        for (size_t i = 0; i < reply.n_deaths; i++)
+                lsc__plan_death__free_unpacked(reply.deaths[i], NULL);
+        free(reply.deaths);
+        for (size_t i = 0; i < reply.n_loads; i++)
+                lsc__plan_load__free_unpacked(reply.loads[i], NULL);
+        free(reply.loads);
+}
+
 /* plan_server: for a spec at once; for an existing server, read it first (the store
  * answers a server_get, and api_complete turns the answer into the plan). */
 static void plan_request(struct loop *l, const struct lsc_route *route, uint64_t seq, Lsc__Envelope *e)
@@ -130,6 +160,10 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         lsc_err_clear();
         if (e->request->op_case == LSC__REQUEST__OP_PLAN_SERVER) {
                 plan_request(l, route, seq, e);
+                return;
+        }
+        if (e->request->op_case == LSC__REQUEST__OP_PLAN_TURNOVER) {
+                plan_turnover(l, route, seq, e->request->plan_turnover);
                 return;
         }
         if ((r = store_check(e->request)) < 0) {

@@ -1316,15 +1316,17 @@ void reconcile_start(struct loop *l)
         load(l);
 }
 
-/* Every host's forecast from its measured history (load.c), for aware placement: the
- * profile replaces what sched_apply added since, which the measurements now show. */
+/* Every host's forecast from its measured history (load.c), for aware placement and the
+ * turnover plan: the profile replaces what sched_apply added since, which the
+ * measurements now show. */
 static void forecasts_refresh(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
         int64_t wall_s = lsc_wall_us() / 1000000;
         uint32_t prof[LOAD_HOURS], mean;
 
-        if (!sched_view_aware(rc->view) || now < rc->next_forecast_us)
+        /* kept with awareness off too: lsc plan turnover shows them */
+        if (now < rc->next_forecast_us)
                 return;
         rc->next_forecast_us = now + FORECAST_EVERY_US;
         for (size_t i = 0; i < l->liveness.n_hosts; i++) {
@@ -1608,5 +1610,205 @@ int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply)
                 if (!p->host || !p->why)
                         return -ENOMEM;
         }
+        return 0;
+}
+
+/* ---- plan: the calendar of deaths ------------------------------------------- */
+
+#define PLAN_TURNOVER_S 60               /* what a turnover takes, for the budget's queue */
+#define PLAN_DEATHS_MAX 4000             /* entries in one reply (its size is bounded) */
+#define PLAN_LOAD_VALUES_MAX 60000       /* host-hours of projected load in one reply */
+#define PLAN_CYCLES_MAX 1000             /* deaths of one mayfly within the horizon */
+
+struct plan_death {
+        int64_t at, start;
+        size_t idx;                      /* rc->servers */
+        uint32_t cycle;
+        int32_t from, to;                /* view hosts: dies on, reborn on (-1: none fits) */
+        uint32_t load_m;
+};
+
+static int plan_death_cmp(const void *a, const void *b)
+{
+        const struct plan_death *x = a, *y = b;
+
+        if (x->at != y->at)
+                return x->at < y->at ? -1 : 1;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+struct plan_peak {
+        uint32_t host;
+        double peak;
+};
+
+static int plan_peak_cmp(const void *a, const void *b)
+{
+        const struct plan_peak *x = a, *y = b;
+
+        return x->peak > y->peak ? -1 : x->peak < y->peak;
+}
+
+int reconcile_plan_turnover(struct loop *l, uint32_t hours, Lsc__Reply *reply)
+{
+        struct reconcile *rc = &l->reconcile;
+        int64_t now_s = lsc_wall_us() / 1000000, from = now_s - now_s % 3600, end = now_s + (int64_t)hours * 3600;
+        uint32_t nh = sched_view_host_count(rc->view), budget;
+        _cleanup_free_ struct plan_death *d = NULL;
+        _cleanup_free_ double *delta = NULL;
+        _cleanup_free_ struct plan_peak *peaks = NULL;
+        struct sched_rng rng = rc->rng;          /* a copy: the plan moves nothing */
+        size_t n = 0, cap = 0, omitted = 0, nload;
+
+        if (!rc->loaded)
+                return lsc_err_set(-EAGAIN, "lscd is still loading its view: try again in a moment");
+        budget = (uint32_t)mayfly_budget(l->cfg.turnover_max_pct, rc->n_servers);
+        /* every mayfly's deaths within the horizon: the next (its expires_at, or a
+         * lifetime after its coming binding), then one mean lifetime after each rebirth */
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+                int64_t at, step;
+
+                if (!s->lifetime_s || s->desired != RECONCILE_WANT_RUNNING || s->state == RECONCILE_FAILED)
+                        continue;
+                at = s->expires_s > 0 && !s->turn_to ? s->expires_s : now_s + s->lifetime_s;
+                step = (int64_t)s->lifetime_s - (int64_t)s->lifetime_s * l->cfg.store.mayfly_jitter_pct / 200;
+                if (step < 1)
+                        step = 1;
+                for (uint32_t c = 0; at <= end && c < PLAN_CYCLES_MAX; c++, at += step) {
+                        if (n == PLAN_DEATHS_MAX) {
+                                omitted++;
+                                continue;
+                        }
+                        if (n == cap) {
+                                size_t nc = cap ? cap * 2 : 256;
+                                struct plan_death *x = realloc(d, nc * sizeof(*d));
+                                if (!x)
+                                        return -ENOMEM;
+                                d = x;
+                                cap = nc;
+                        }
+                        d[n++] = (struct plan_death){ .at = at < now_s ? now_s : at, .idx = i, .cycle = c };
+                }
+        }
+        if (n)
+                qsort(d, n, sizeof(*d), plan_death_cmp);
+        /* the budget: at most `budget` at once, each taking PLAN_TURNOVER_S; in deadline
+         * order, so starts (and ends) never decrease: the one that frees a slot for the
+         * i-th is the (i - budget)-th */
+        for (size_t i = 0; i < n; i++) {
+                int64_t freed = i >= budget ? d[i - budget].start + PLAN_TURNOVER_S : 0;
+                d[i].start = d[i].at > freed ? d[i].at : freed;
+        }
+        /* where each is reborn, from the view as it stands: sched_place on a copy of the
+         * random state, nothing applied; a later cycle dies where the one before was reborn */
+        if (!(delta = calloc((size_t)nh * (hours ? hours : 1), sizeof(*delta))) && nh && hours)
+                return -ENOMEM;
+        reply->deaths = calloc(n ? n : 1, sizeof(*reply->deaths));
+        if (!reply->deaths)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct reconcile_server *s = rc->servers[d[i].idx];
+                struct sched_request rq;
+                struct sched_reasons why;
+                uint32_t host;
+                int32_t at_host = s->host;
+                char name[LSC_NAME_MAX + 1], line[200] = "";
+                Lsc__PlanDeath *p;
+
+                for (size_t j = i; j-- > 0;)     /* the host its previous rebirth went to */
+                        if (d[j].idx == d[i].idx) {
+                                at_host = d[j].to;
+                                break;
+                        }
+                d[i].from = at_host;
+                if (request_of(rc, s, &rq) < 0)
+                        return -ENOMEM;
+                request_load(rc, s, &rq, d[i].start + s->lifetime_s, true);
+                rq.now = d[i].start;
+                if (at_host >= 0 && !rq.has_to) {
+                        rq.has_exclude = true;
+                        rq.exclude_host = (uint32_t)at_host;
+                }
+                d[i].to = sched_place(rc->view, &rq, &rng, &host, &why) == 0 ? (int32_t)host : -1;
+                if (d[i].to < 0)
+                        sched_reasons_format(rc->view, &rq, &why, line, sizeof(line));
+                d[i].load_m = rq.load_m ? rq.load_m : (uint32_t)(s->vcpus * 10 * SCHED_LOAD_DEFAULT_PCT);
+                /* the load leaves its host and arrives at the rebirth's from that hour on */
+                if (hours && d[i].start < end) {
+                        int64_t k = (d[i].start - from) / 3600;
+                        if (k >= 0 && k < hours) {
+                                if (d[i].from >= 0)
+                                        delta[(size_t)d[i].from * hours + (size_t)k] -= d[i].load_m / 1000.0;
+                                if (d[i].to >= 0)
+                                        delta[(size_t)d[i].to * hours + (size_t)k] += d[i].load_m / 1000.0;
+                        }
+                }
+                if (!(p = calloc(1, sizeof(*p))))
+                        return -ENOMEM;
+                lsc__plan_death__init(p);
+                reply->deaths[reply->n_deaths++] = p;
+                p->server = strdup(name_of(s, name, sizeof(name)));
+                p->uuid = strdup(s->uuid);
+                p->host = strdup(d[i].from >= 0 ? sched_view_host(rc->view, (uint32_t)d[i].from)->name : "");
+                p->rebirth = strdup(d[i].to >= 0 ? sched_view_host(rc->view, (uint32_t)d[i].to)->name : "");
+                p->why = strdup(line);
+                p->has_expires_at = p->has_starts_at = p->has_cycle = 1;
+                p->expires_at = d[i].at;
+                p->starts_at = d[i].start;
+                p->cycle = d[i].cycle;
+                if (!p->server || !p->uuid || !p->host || !p->rebirth || !p->why)
+                        return -ENOMEM;
+        }
+        /* each host's forecast (measured profile by hour of day), moved by the deaths and
+         * rebirths above; the hottest hosts first when they do not all fit in a reply */
+        if (!(peaks = calloc(nh ? nh : 1, sizeof(*peaks))))
+                return -ENOMEM;
+        for (uint32_t h = 0; h < nh; h++) {
+                const struct sched_forecast *f = sched_host_forecast(rc->view, h);
+                double run = 0, peak = 0;
+
+                for (uint32_t k = 0; k < hours; k++) {
+                        double *v = &delta[(size_t)h * hours + k];
+                        run += *v;
+                        *v = (f ? f->profile_m[((from + (int64_t)k * 3600) / 3600) % SCHED_SLOTS] / 1000.0 : 0) + run;
+                        if (*v < 0)
+                                *v = 0;
+                        if (*v > peak)
+                                peak = *v;
+                }
+                peaks[h] = (struct plan_peak){ .host = h, .peak = peak };
+        }
+        qsort(peaks, nh, sizeof(*peaks), plan_peak_cmp);
+        nload = hours ? PLAN_LOAD_VALUES_MAX / hours : nh;
+        if (nload > nh)
+                nload = nh;
+        reply->loads = calloc(nload ? nload : 1, sizeof(*reply->loads));
+        if (!reply->loads)
+                return -ENOMEM;
+        for (size_t i = 0; i < nload; i++) {
+                uint32_t h = peaks[i].host;
+                const struct sched_forecast *f = sched_host_forecast(rc->view, h);
+                const struct sched_host *vh = sched_view_host_const(rc->view, h);
+                Lsc__PlanLoad *p = calloc(1, sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                lsc__plan_load__init(p);
+                reply->loads[reply->n_loads++] = p;
+                p->host = strdup(vh->name);
+                p->has_phys_vcpus = 1;
+                p->phys_vcpus = f && f->phys_m ? f->phys_m / 1000.0 : (double)vh->alloc.vcpus;
+                if (!p->host || !(p->vcpus = calloc(hours ? hours : 1, sizeof(*p->vcpus))))
+                        return -ENOMEM;
+                memcpy(p->vcpus, &delta[(size_t)h * hours], hours * sizeof(*p->vcpus));
+                p->n_vcpus = hours;
+        }
+        reply->has_plan_from = reply->has_turnover_budget = 1;
+        reply->plan_from = from;
+        reply->turnover_budget = budget;
+        if (omitted || nload < nh)
+                log_info("plan turnover: %zu deaths and %zu hosts' loads left out of the reply (its size is "
+                         "bounded)", omitted, (size_t)(nh - nload));
         return 0;
 }

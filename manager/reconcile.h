@@ -148,6 +148,11 @@ void reconcile_observe_groups(struct loop *l, Lsc__Group *const *v, size_t n);
 /* Fills reply->plan (malloc'd, freed with the reply) with every host of the view and
  * whether sv would fit there, and why not. Nothing changes. */
 int reconcile_plan(struct loop *l, const Lsc__Server *sv, Lsc__Reply *reply);
+/* lsc plan turnover: the next `hours` of mayfly deaths (each shifted by the turnover
+ * budget), where sched_place would put each rebirth given the view as it stands (a
+ * copy of the random state: nothing is applied or changed), and every host's projected
+ * busy vCPUs per hour (the hottest first when not all fit). */
+int reconcile_plan_turnover(struct loop *l, uint32_t hours, Lsc__Reply *reply);
 /* Host rows a CLI request changed (drain, undrain): the view follows their admin state. */
 void reconcile_observe_hosts(struct loop *l, Lsc__Host *const *v, size_t n);
 /* Liveness or health of h changed: keep the view's filters current. */

@@ -60,4 +60,31 @@ case " $hosts " in
 *" hot "*) ;;
 *) fail "with awareness off the new servers still all went to cool ($hosts): the test proves nothing" ;;
 esac
-echo "ok: aware -> cool cool cool; reservations only -> $hosts"
+
+# lsc plan turnover: a mayfly's deaths over two days, each rebirth placed by the
+# scheduler as it stands (never on the host it dies on: another fits), every host's
+# projected load by hour; and nothing changes
+lsc server create fly1 --vcpus 1 --memory 256 --lifetime 2h >/dev/null
+lsc server start fly1 >/dev/null
+wait_until 30 all_running 9
+before=$(lsc --json server show fly1 | jq -c '{generation, host, expires_at}')
+expect_exit 0 lsc --json plan turnover --hours 48
+plan=$OUT
+n=$(jq '[.deaths[] | select(.server == "fly1")] | length' <<<"$plan")
+[ "$n" -ge 20 ] && [ "$n" -le 26 ] || fail "fly1 dies $n times in 48 h with a 2 h lifetime"
+expect_eq "$(jq -r '.deaths[0].host' <<<"$plan")" "$(jq -r .host <<<"$before")" "the first death's host"
+expect_eq "$(jq -r '.deaths[0].expires_at' <<<"$plan")" "$(jq -r .expires_at <<<"$before")" "its planned death"
+jq -e '[.deaths[] | select(.rebirth == null or .rebirth == .host)] | length == 0' <<<"$plan" >/dev/null ||
+	fail "a rebirth without a host, or on the host it dies on: $(jq -c .deaths <<<"$plan")"
+expect_eq "$(jq '.loads | length' <<<"$plan")" 2 "hosts in the load projection"
+expect_eq "$(jq '[.loads[] | .vcpus_by_hour | length] | unique' -c <<<"$plan")" "[48]" "hours per host"
+expect_eq "$(jq -r '.loads[0].host' <<<"$plan")" hot "the hottest host first"
+expect_eq "$(lsc --json server show fly1 | jq -c '{generation, host, expires_at}')" "$before" "the plan changed nothing"
+expect_exit 0 lsc plan turnover
+expect_contains "$OUT" "REBIRTH" "the text table"
+expect_contains "$OUT" "nothing was changed" "the text plan says it changes nothing"
+expect_exit 2 lsc plan turnover --hours 0
+expect_contains "$ERR" "--hours" "a bad horizon is named"
+expect_exit 2 lsc plan turnover --hours 9000
+expect_exit 2 lsc plan turnover extra
+echo "ok: aware -> cool cool cool; reservations only -> $hosts; plan turnover: $n deaths of fly1 in 48 h"
