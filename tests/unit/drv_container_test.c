@@ -26,13 +26,16 @@
 
 #define U1 "5c1d2a52-7f5e-4b7e-9a53-000000000001"
 #define U2 "5c1d2a52-7f5e-4b7e-9a53-000000000002"
-#define HOST1 "lscct-t1"
-#define HOST2 "lscct-t2"
 #define BRIDGE "lscctbr0"
 #define BUSYBOX "/bin/busybox"
 
 static char base[] = "/var/tmp/lscct-drv-XXXXXX";
 static char images[4200], dir1[4200], dir2[4200];
+/* host names of this process: they name the network namespaces, which are the
+ * machine's, so two runs at once (two build dirs) never meet */
+static char host1[32], host2[32];
+#define HOST1 host1
+#define HOST2 host2
 static const char *skip_why;
 
 static void assert_err_mentions(int err, const char *needle)
@@ -199,6 +202,8 @@ static int setup_all(void **state)
                 skip_why = "containers need root";
         if (skip_why)
                 return 0;
+        snprintf(host1, sizeof(host1), "lscct-%ld-1", (long)getpid());
+        snprintf(host2, sizeof(host2), "lscct-%ld-2", (long)getpid());
         if (!mkdtemp(base))
                 return -1;
         snprintf(images, sizeof(images), "%s/images", base);
@@ -254,16 +259,16 @@ static void container_runs_with_identity_mac_ip_and_hostname(void **state)
         assert_int_equal(instantiate(d, U1, "web1", 1), 0);
         assert_listed(d, U1, 1, DRV_STATE_RUNNING);
         /* the network identity, in the namespace named after host and uuid */
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U1 " -br link show eth0"), 0);
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U1 " -br link show eth0", HOST1), 0);
         assert_non_null(strstr(out, "02:4c:53:00:00:03"));
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U1 " -br link show eth1"), 0);
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U1 " -br link show eth1", HOST1), 0);
         assert_non_null(strstr(out, "02:4c:53:00:00:04"));
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U1 " -4 -o addr show dev eth0"), 0);
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U1 " -4 -o addr show dev eth0", HOST1), 0);
         assert_non_null(strstr(out, "10.20.0.5/32"));
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U1 " -6 -o addr show dev eth0 scope global"),
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U1 " -6 -o addr show dev eth0 scope global", HOST1),
                          0);
         assert_non_null(strstr(out, "fd00:20::5/128"));
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U1 " -4 route show default"), 0);
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U1 " -4 route show default", HOST1), 0);
         assert_non_null(strstr(out, "dev eth0"));
         /* ...and from inside the container */
         assert_int_equal(in_container(out, sizeof(out), dir1, U1, "ip -o -4 addr show dev eth0"), 0);
@@ -294,7 +299,7 @@ static void destroy_removes_container_layer_and_network_and_is_idempotent(void *
         assert_listed(d, U1, 3, DRV_STATE_RUNNING);
         assert_int_equal(drv_destroy(d, U1, 3), 0);
         assert_not_listed(d, U1);
-        assert_int_not_equal(sh(NULL, 0, "test -e /run/netns/lscc-" HOST1 "-" U1), 0);
+        assert_int_not_equal(sh(NULL, 0, "test -e /run/netns/lscc-%s-" U1, HOST1), 0);
         assert_int_not_equal(sh(NULL, 0, "test -e %s/containers/" U1 ".3", dir1), 0);
         assert_int_not_equal(sh(NULL, 0, "test -e %s/runtime/lsc-" U1, dir1), 0);
         /* no host end is left in this process's namespace (the bridge stays) */
@@ -493,7 +498,7 @@ static void bad_specs_and_settings_are_refused_with_the_reason(void **state)
         assert_err_mentions(-ENOENT, "image missing not found");
         /* nothing half-made is left by a refusal */
         assert_not_listed(d, U1);
-        assert_int_not_equal(sh(NULL, 0, "test -e /run/netns/lscc-" HOST1 "-" U1), 0);
+        assert_int_not_equal(sh(NULL, 0, "test -e /run/netns/lscc-%s-" U1, HOST1), 0);
         drv_close(&d);
 }
 
@@ -553,7 +558,7 @@ static void crun_runs_containers_and_notes_what_the_host_lacks(void **state)
                 assert_non_null(strstr(note, "crun on hybrid cgroups"));
         assert_int_equal(instantiate(d, U2, "web2", 1), 0);
         assert_listed(d, U2, 1, DRV_STATE_RUNNING);
-        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-" HOST1 "-" U2 " -4 -o addr show dev eth0"), 0);
+        assert_int_equal(sh(out, sizeof(out), "ip -n lscc-%s-" U2 " -4 -o addr show dev eth0", HOST1), 0);
         assert_non_null(strstr(out, "10.20.0.6/32"));
         assert_int_equal(drv_shutdown(d, U2, 1, 3000), 0);
         assert_not_listed(d, U2);
