@@ -1221,17 +1221,21 @@ static uint64_t file_u64(const char *path, const char *key)
         return v;
 }
 
-/* CPU and memory of uuid's cgroup, v2 (cpu.stat, memory.current) or v1 (cpuacct,
- * memory); zero where neither is there. */
+/* CPU and memory of uuid's cgroup: v2 (cpu.stat, memory.current) at /sys/fs/cgroup or,
+ * on a hybrid host, at its unified/ (crun puts it there), else v1 (cpuacct, memory);
+ * zero where none is there. */
 static void instance_stats(const struct drv_container *c, const char *uuid, struct drv_instance_stats *s)
 {
+        static const char *const v2[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
         const char *host = c->host ? c->host : "any";
         char p[512];
 
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/lsc/%s/%s/cpu.stat", host, uuid);
-        s->cpu_time_ns = file_u64(p, "usage_usec") * 1000;
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/lsc/%s/%s/memory.current", host, uuid);
-        s->memory_kib = file_u64(p, NULL) / 1024;
+        for (size_t i = 0; i < ARRAY_SIZE(v2) && !s->cpu_time_ns; i++) {
+                snprintf(p, sizeof(p), "%s/lsc/%s/%s/cpu.stat", v2[i], host, uuid);
+                s->cpu_time_ns = file_u64(p, "usage_usec") * 1000;
+                snprintf(p, sizeof(p), "%s/lsc/%s/%s/memory.current", v2[i], host, uuid);
+                s->memory_kib = file_u64(p, NULL) / 1024;
+        }
         if (!s->cpu_time_ns) {
                 snprintf(p, sizeof(p), "/sys/fs/cgroup/cpuacct/lsc/%s/%s/cpuacct.usage", host, uuid);
                 s->cpu_time_ns = file_u64(p, NULL);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Containers end to end with the real runc: lscd (lease 4 s, grace 2 s), two agents with
-# driver container (each its own state dir and runtime root) and an lsc-fenced per
-# host. A server of kind container on a busybox-static image:
+# Containers end to end: lscd (lease 4 s, grace 2 s), two agents with driver container
+# (each its own state dir and runtime root), the first on runc, the second on crun
+# (runc again when crun is not installed), and an lsc-fenced per host. A server of
+# kind container on a busybox-static image:
 #  1. start: running, its MAC and IP on eth0 of its network namespace, its hostname
-#     inside; the host's health line says what the host lacks;
+#     inside; the hosts' health lines say what each lacks; the agent killed and
+#     restarted within the lease adopts the running container (same process);
 #  2. stop (container, layer and namespace gone), start again;
 #  3. migrate: the same identity on the other host, nothing left on the first;
 #  4. the agent holding it killed (-9): its lsc-fenced destroys the container at the
@@ -73,15 +75,18 @@ cp "$BUSYBOX" "$IMG/bb/bin/busybox"
 for c in sh sleep hostname ip cat; do ln -sf busybox "$IMG/bb/bin/$c"; done
 printf '%s\n' /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 0.2; done' >"$IMG/bb.cmd"
 
+declare -A RUNTIME=([$H1]=runc [$H2]=runc)
+command -v crun >/dev/null && RUNTIME[$H2]=crun
 for h in "$H1" "$H2"; do
 	sock=$LSC_SCRATCH/fenced-$h.sock
-	"$LSC_BIN/lsc-fenced" --socket "$sock" --driver container --host "$h" \
+	"$LSC_BIN/lsc-fenced" --socket "$sock" --driver container --host "$h" --runtime "${RUNTIME[$h]}" \
 		--state-dir "$LSC_SCRATCH/agents/$h" --log-level debug </dev/null >>"$LSC_SCRATCH/fenced-$h.log" 2>&1 &
 	FENCED_PIDS[$h]=$!
 	wait_until 10 test -S "$sock"
 	cat >"$LSC_SCRATCH/$h.conf" <<CONF
 [agent]
 driver = container
+runtime = ${RUNTIME[$h]}
 image_dir = $IMG
 vcpus = 4
 memory_mib = 2048
@@ -93,9 +98,14 @@ CONF
 done
 hosts_up() { [ "$(lsc --json host list | jq '[.[] | select(.liveness == "up" and .kind == "container")] | length')" -eq 2 ]; }
 wait_until 30 hosts_up
-# CAP_SYS_RESOURCE (bit 24) missing here: the host's health line says so
+# CAP_SYS_RESOURCE (bit 24) missing here, crun on hybrid cgroups: the health lines say so
 if [ $((0x$(grep CapEff /proc/self/status | cut -f2) >> 24 & 1)) -eq 0 ]; then
 	expect_contains "$(lsc --json host show "$H1" | jq -r '.health // ""')" "no CAP_SYS_RESOURCE" "health of $H1"
+fi
+if [ "${RUNTIME[$H2]}" = crun ] && [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ] &&
+	[ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then
+	expect_contains "$(lsc --json host show "$H2" | jq -r '.health // ""')" "crun on hybrid cgroups" "health of $H2"
+	grep -q "crun on hybrid cgroups" "$LSC_SCRATCH/agent-$H2.log" || fail "the agent of $H2 did not log its note"
 fi
 grep -q "armed by the first pet" "$LSC_SCRATCH/fenced-$H1.log" || wait_until 10 grep -q "armed by the first pet" "$LSC_SCRATCH/fenced-$H1.log"
 
@@ -107,6 +117,18 @@ MAC=$(jq -r '.macs[0]' <<<"$OUT")
 IP=$(jq -r '.ips[0]' <<<"$OUT")
 IDENT=$(jq -c '[.uuid, .macs, .ips, .hostname]' <<<"$OUT")
 
+# rt HOST ARGS...: HOST's runtime on its root (crun on a hybrid host only in a
+# mount namespace that sees cgroup v2 alone, as the driver runs it)
+rt() {
+	local h=$1
+	shift
+	if [ "${RUNTIME[$h]}" = crun ]; then
+		unshare -m --propagation slave sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup;
+			exec crun "$@"' crun --root "$LSC_SCRATCH/agents/$h/runtime" "$@"
+	else
+		runc --root "$LSC_SCRATCH/agents/$h/runtime" "$@"
+	fi
+}
 # check_runs HOST: the container of ct1 runs on HOST with its MAC, IP and hostname
 check_runs() {
 	local h=$1 ns=lscc-$1-$UUID out
@@ -114,17 +136,16 @@ check_runs() {
 	expect_contains "$out" "$MAC" "eth0 of $ns"
 	out=$(ip -n "$ns" -4 -o addr show dev eth0) || fail "no address in $ns"
 	expect_contains "$out" "$IP/32" "addresses of $ns"
-	out=$(runc --root "$LSC_SCRATCH/agents/$h/runtime" exec "lsc-$UUID" hostname) || fail "runc exec on $h"
+	out=$(rt "$h" exec "lsc-$UUID" hostname) || fail "${RUNTIME[$h]} exec on $h"
 	expect_eq "$out" ct1.example.org "hostname inside ct1"
-	out=$(runc --root "$LSC_SCRATCH/agents/$h/runtime" exec "lsc-$UUID" cat /etc/lsc/identity) ||
-		fail "no /etc/lsc/identity"
+	out=$(rt "$h" exec "lsc-$UUID" cat /etc/lsc/identity) || fail "no /etc/lsc/identity"
 	expect_contains "$out" "uuid=$UUID" "identity file"
 }
 # check_gone HOST: nothing of ct1 on HOST
 check_gone() {
 	local h=$1
 	[ ! -e "/run/netns/lscc-$h-$UUID" ] || fail "namespace of ct1 still on $h"
-	if runc --root "$LSC_SCRATCH/agents/$h/runtime" state "lsc-$UUID" >/dev/null 2>&1; then
+	if rt "$h" state "lsc-$UUID" >/dev/null 2>&1; then
 		fail "container of ct1 still on $h"
 	fi
 	[ -z "$(ls "$LSC_SCRATCH/agents/$h/containers" 2>/dev/null | grep "^$UUID")" ] || fail "bundle of ct1 still on $h"
@@ -139,6 +160,17 @@ expect_exit 0 lsc server start ct1 --wait --wait-timeout 30
 echo "start -> running: $(($(date +%s%3N) - t0)) ms"
 HOST=$(host_of)
 check_runs "$HOST"
+pid() { rt "$1" state "lsc-$UUID" | jq -r .pid; }
+pid0=$(pid "$HOST")
+# the agent crashes and comes back before its lease ends: it adopts what runs
+kill -KILL "${AGENT_PIDS[$HOST]}"
+wait "${AGENT_PIDS[$HOST]}" 2>/dev/null || true
+agent_start "$HOST" --config "$LSC_SCRATCH/$HOST.conf"
+wait_until 10 grep -q "driver container open: .* 1 instances" "$LSC_SCRATCH/agent-$HOST.log"
+sleep 1
+expect_eq "$(lsc --json server show ct1 | jq -r '.state + " " + .host + " " + (.generation|tostring)')" \
+	"running $HOST 1" "ct1 after its agent restarted"
+expect_eq "$(pid "$HOST")" "$pid0" "pid of ct1's init after its agent restarted"
 
 # --- 2. stop, start again
 expect_exit 0 lsc server stop ct1 --wait --wait-timeout 30
@@ -167,7 +199,7 @@ kill -KILL "${AGENT_PIDS[$LOST]}"
 wait "${AGENT_PIDS[$LOST]}" 2>/dev/null || true
 unset "AGENT_PIDS[$LOST]"
 t0=$(date +%s%3N)
-gone() { [ ! -e "/run/netns/lscc-$LOST-$UUID" ] && ! runc --root "$LSC_SCRATCH/agents/$LOST/runtime" state "lsc-$UUID"; }
+gone() { [ ! -e "/run/netns/lscc-$LOST-$UUID" ] && ! rt "$LOST" state "lsc-$UUID"; }
 wait_until 20 gone
 gone_ms=$(($(date +%s%3N) - t0))
 echo "agent killed -> container destroyed by lsc-fenced: $gone_ms ms (lease $LEASE_MS ms)"

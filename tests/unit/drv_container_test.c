@@ -521,6 +521,9 @@ static void capacity_stats_and_health_read_the_host(void **state)
         assert_int_equal(drv_stats(d, &st), 0);
         assert_int_equal(st.n_instances, 1);
         assert_string_equal(st.instances[0].uuid, U1);
+        /* read from its cgroup (v1 cpuacct and memory here, v2 elsewhere) */
+        assert_true(st.instances[0].cpu_time_ns > 0);
+        assert_true(st.instances[0].memory_kib > 0);
         assert_true(st.host_cpu_total_ns > 0 && st.host_memory_total_kib > 0);
         drv_stats_clear(&st);
         assert_int_equal(drv_destroy(d, U1, 1), 0);
