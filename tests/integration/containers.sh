@@ -29,6 +29,24 @@ lsc_test_setup --agents
 LSCD_ARGS+=(--lease-ttl-ms "$LEASE_MS" --grace-ms "$GRACE_MS")
 lscd_restart
 
+# --- bad settings: refused at start, naming the key and the value
+bad_conf() {
+	printf '[agent]\n%s\n' "$1" >"$LSC_SCRATCH/bad.conf"
+	expect_exit 2 "$LSC_BIN/lsc-agent" --name lscct-bad --state-dir "$LSC_SCRATCH/bad" \
+		--manager tcp://127.0.0.1:1 --manager-key "$LSC_SCRATCH/lscd.pub" --config "$LSC_SCRATCH/bad.conf"
+	expect_contains "$ERR" "$2" "error for '$1'"
+}
+bad_conf "runtime = relative/runc" 'invalid runtime "relative/runc"'
+bad_conf "runtime_root = rel" 'invalid runtime_root "rel"'
+bad_conf "$(printf 'driver = libvirt\nruntime = crun')" "runtime and runtime_root are for driver container"
+bad_conf "driver = containr" 'invalid driver "containr": use libvirt, container or fake'
+# the runtime is run when the driver opens: the agent keeps trying, unhealthy
+printf '[agent]\ndriver = container\nruntime = /nonexistent/crun\n' >"$LSC_SCRATCH/bad.conf"
+agent_start lscct-bad --config "$LSC_SCRATCH/bad.conf"
+wait_until 10 grep -q 'cannot open driver container: invalid runtime "/nonexistent/crun": it does not run' \
+	"$LSC_SCRATCH/agent-lscct-bad.log"
+agent_stop lscct-bad
+
 # host names unique to this run: they name the containers' network namespaces
 SUFFIX=$(printf '%s' "${LSC_SCRATCH##*.}" | tr -dc 'a-z0-9' | tail -c 6)
 H1=lscct-$SUFFIX-1
