@@ -818,7 +818,9 @@ static int write_file(const char *path, const char *text, mode_t mode)
 
         if (r < 0)
                 return r;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        /* never through a symlink: inside a rootfs, the image's owner chose the names */
+        unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0)
                 return lsc_err_set(-errno, "cannot write %s: %s", tmp, strerror(errno));
         if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
@@ -980,6 +982,21 @@ static int rootfs_make(struct drv_container *c, const char *bundle, const char *
         return 0;
 }
 
+/* A directory inside a rootfs, made when absent; a symlink there (an image's /etc ->
+ * /etc would lead to the host's) is refused. */
+static int rootfs_dir(const char *path)
+{
+        struct stat st;
+        int r = mkdir_p1(path, 0755);
+
+        if (r < 0)
+                return r;
+        if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                return lsc_err_set(-ELOOP, "%s in the image is not a directory (a symlink?): the identity "
+                                   "files are not written through it", path);
+        return 0;
+}
+
 /* The identity as files inside the container: /etc/hostname and /etc/lsc/identity
  * (key=value lines), in the writable layer. */
 static int identity_write(const struct drv_spec *spec, const char *bundle)
@@ -991,8 +1008,8 @@ static int identity_write(const struct drv_spec *spec, const char *bundle)
         FILE *f;
         int r;
 
-        if ((r = xasprintf(&etc, "%s/rootfs/etc", bundle)) < 0 || (r = mkdir_p1(etc, 0755)) < 0 ||
-            (r = xasprintf(&lscdir, "%s/lsc", etc)) < 0 || (r = mkdir_p1(lscdir, 0755)) < 0 ||
+        if ((r = xasprintf(&etc, "%s/rootfs/etc", bundle)) < 0 || (r = rootfs_dir(etc)) < 0 ||
+            (r = xasprintf(&lscdir, "%s/lsc", etc)) < 0 || (r = rootfs_dir(lscdir)) < 0 ||
             (r = xasprintf(&path, "%s/hostname", etc)) < 0 || (r = xasprintf(&text, "%s\n", hostname)) < 0 ||
             (r = write_file(path, text, 0644)) < 0 || (r = spec_ips(spec, &ips)) < 0)
                 return r;

@@ -184,8 +184,10 @@ static int image_write(void)
                "printf '%%s\\n' /bin/sh -c 'trap \"exit 0\" TERM; while :; do sleep 0.1; done' >$d/bb.cmd; "
                "cp -a $d/bb $d/stubborn; "
                "printf '%%s\\n' /bin/sh -c 'trap \"\" TERM; while :; do sleep 0.1; done' >$d/stubborn.cmd; "
-               "tar -C $d/bb -cf $d/bbtar.tar .; cp $d/bb.cmd $d/bbtar.cmd",
-               images) != 0)
+               "tar -C $d/bb -cf $d/bbtar.tar .; cp $d/bb.cmd $d/bbtar.cmd; "
+               "cp -a $d/bb $d/evil; rmdir $d/evil/etc; ln -s %s/target $d/evil/etc; mkdir $d/target; "
+               "cp $d/bb.cmd $d/evil.cmd",
+               images, images) != 0)
                 return -1;
         return 0;
 }
@@ -496,6 +498,11 @@ static void bad_specs_and_settings_are_refused_with_the_reason(void **state)
         id.spec.image = "missing";
         assert_int_equal(drv_instantiate(d, &id.spec), -ENOENT);
         assert_err_mentions(-ENOENT, "image missing not found");
+        /* an image whose /etc points outside: nothing is written through it */
+        id.spec.image = "evil";
+        assert_int_equal(drv_instantiate(d, &id.spec), -ELOOP);
+        assert_err_mentions(-ELOOP, "not a directory");
+        assert_int_not_equal(sh(NULL, 0, "ls -A %s/target | grep -q .", images), 0);
         /* nothing half-made is left by a refusal */
         assert_not_listed(d, U1);
         assert_int_not_equal(sh(NULL, 0, "test -e /run/netns/lscc-%s-" U1, HOST1), 0);
