@@ -1131,6 +1131,10 @@ static int ct_instantiate(struct drv *d, const struct drv_spec *spec)
         if (spec->kind != LSC_KIND_CONTAINER)
                 return lsc_err_set(-EOPNOTSUPP, "the container driver runs kind container, not %s",
                                    lsc_kind_names[spec->kind]);
+        /* refused rather than run on a layer that would vanish at the next binding */
+        if (spec->disk_mode == LSC_DISK_PERSISTENT)
+                return lsc_err_set(-EOPNOTSUPP, "instance %s: the container driver has no persistent disks yet "
+                                   "(each binding starts from the image)", spec->uuid);
         if ((r = bundle_path(c, spec->uuid, spec->generation, &want)) < 0)
                 return r;
         if ((n = bundles_list(c, spec->uuid, &b)) < 0)

@@ -492,6 +492,10 @@ static void bad_specs_and_settings_are_refused_with_the_reason(void **state)
         assert_int_equal(drv_instantiate(d, &id.spec), -EOPNOTSUPP);
         assert_err_mentions(-EOPNOTSUPP, "kind container, not vm");
         ident(&id, U1, "web1", 1);
+        id.spec.disk_mode = LSC_DISK_PERSISTENT;
+        assert_int_equal(drv_instantiate(d, &id.spec), -EOPNOTSUPP);
+        assert_err_mentions(-EOPNOTSUPP, "no persistent disks");
+        ident(&id, U1, "web1", 1);
         id.spec.image = NULL;
         assert_int_equal(drv_instantiate(d, &id.spec), -EINVAL);
         assert_err_mentions(-EINVAL, "needs an image");
