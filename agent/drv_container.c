@@ -28,7 +28,6 @@
 #include <jansson.h>
 #include "driver.h"
 #include "err.h"
-#include "log.h"
 #include "util.h"
 #include "validate.h"
 
@@ -754,7 +753,6 @@ static int image_rootfs(struct drv_container *c, const char *name, char **ret)
                 return r;
         pthread_mutex_lock(&c->image_lock);
         if (!is_dir(cached)) {
-                log_info("unpacking image %s into %s", tarball, cached);
                 r = mkdir_p1(c->cache_dir, 0700);
                 if (r == 0)
                         r = rm_rf(tmp);
