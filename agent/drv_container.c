@@ -1118,7 +1118,7 @@ static int instance_make(struct drv_container *c, const struct drv_spec *spec)
 static int ct_instantiate(struct drv *d, const struct drv_spec *spec)
 {
         struct drv_container *c = ct_of(d);
-        _cleanup_free_ char *rb = NULL, *want = NULL;
+        _cleanup_free_ char *rb = NULL;
         struct ct_bundle *b;
         char status[16], id[DRV_UUID_STR + 8];
         uint64_t running_g = 0;
@@ -1133,8 +1133,6 @@ static int ct_instantiate(struct drv *d, const struct drv_spec *spec)
         if (spec->disk_mode == LSC_DISK_PERSISTENT)
                 return lsc_err_set(-EOPNOTSUPP, "instance %s: the container driver has no persistent disks yet "
                                    "(each binding starts from the image)", spec->uuid);
-        if ((r = bundle_path(c, spec->uuid, spec->generation, &want)) < 0)
-                return r;
         if ((n = bundles_list(c, spec->uuid, &b)) < 0)
                 return n;
         r = runtime_status(c, spec->uuid, status, &rb);
