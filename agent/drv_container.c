@@ -210,7 +210,8 @@ static int run_tool(char *const argv[])
  * n entries). crun on a hybrid host runs where only cgroup v2 is mounted. */
 static char *const *runtime_argv(struct drv_container *c, char **buf, size_t n, char *const args[])
 {
-        static char wrap[] = "umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$0\" \"$@\"";
+        static char wrap[] = "umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
+                             "exec \"$0\" \"$@\"";
         size_t k = 0;
 
         if (c->cgroup2_ns) {
