@@ -21,7 +21,7 @@ enum key {
         K_NAME, K_MANAGER, K_MANAGER_KEY, K_STATE_DIR, K_DRIVER, K_URI, K_BRIDGE, K_NETWORK,
         K_IMAGE_DIR, K_VOLUME_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
         K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
-        K_FENCED_SOCKET, K_WATCHDOG, K_WATCHDOG_TIMEOUT_S,
+        K_FENCED_SOCKET, K_WATCHDOG, K_WATCHDOG_TIMEOUT_S, K_RUNTIME, K_RUNTIME_ROOT,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG, K_FAKE_LOAD,
         K_CHAOS_DUPLICATE_PCT, K_CHAOS_REPLAY_PCT, K_CHAOS_DELAY_PCT, K_CHAOS_DELAY_MS,
         K_COUNT
@@ -51,6 +51,8 @@ static const char *const key_names[K_COUNT] = {
         [K_FENCED_SOCKET] = "fenced_socket",
         [K_WATCHDOG] = "watchdog",
         [K_WATCHDOG_TIMEOUT_S] = "watchdog_timeout_s",
+        [K_RUNTIME] = "runtime",
+        [K_RUNTIME_ROOT] = "runtime_root",
         [K_FAKE_FAIL_INSTANTIATE] = "fake_fail_instantiate",
         [K_FAKE_FAIL_MESSAGE] = "fake_fail_message",
         [K_FAKE_LATENCY_MS] = "fake_latency_ms",
@@ -62,6 +64,9 @@ static const char *const key_names[K_COUNT] = {
         [K_CHAOS_DELAY_PCT] = "chaos_delay_pct",
         [K_CHAOS_DELAY_MS] = "chaos_delay_ms",
 };
+
+/* Keys only the container driver reads. */
+#define CONTAINER_KEYS ((1ull << K_RUNTIME) | (1ull << K_RUNTIME_ROOT))
 
 /* Keys only the fake driver reads: set with another driver, they are a mistake. */
 #define FAKE_KEYS ((1ull << K_FAKE_FAIL_INSTANTIATE) | (1ull << K_FAKE_FAIL_MESSAGE) | \
@@ -95,6 +100,8 @@ void agent_config_free(struct agent_config *c)
         free(c->fake_fail_message);
         free(c->fenced_socket);
         free(c->watchdog);
+        free(c->runtime);
+        free(c->runtime_root);
         agent_config_init(c);
 }
 
@@ -334,7 +341,7 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
         }
         case K_DRIVER:
                 if (!drv_lookup(v))
-                        return bad(key, v, "use libvirt or fake");
+                        return bad(key, v, "use libvirt, container or fake");
                 return set_str(&c->driver, v);
         case K_URI:
                 return (r = check_text(key, v, TEXT_MAX)) < 0 ? r : set_str(&c->uri, v);
@@ -392,6 +399,17 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 if ((r = check_path(key, v, true)) < 0)
                         return r;
                 return set_str(&c->watchdog, v);
+        case K_RUNTIME:
+                /* a name looked up in PATH, or a path; the driver runs it at open */
+                if (strcmp(v, "runc") == 0 || strcmp(v, "crun") == 0)
+                        return set_str(&c->runtime, v);
+                if ((r = check_path(key, v, true)) < 0)
+                        return bad(key, v, "use runc, crun or the absolute path of an OCI runtime");
+                return set_str(&c->runtime, v);
+        case K_RUNTIME_ROOT:
+                if (!*v)
+                        return set_str(&c->runtime_root, NULL);
+                return (r = check_path(key, v, true)) < 0 ? r : set_str(&c->runtime_root, v);
         case K_WATCHDOG_TIMEOUT_S:
                 return parse_u32(key, v, 1, 600, &c->watchdog_timeout_s);
         case K_LOG_LEVEL:
@@ -444,6 +462,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *value,
                         c->from_cli |= 1ull << k;
                 if ((1ull << k) & FAKE_KEYS)
                         c->fake_set = true;
+                if ((1ull << k) & CONTAINER_KEYS)
+                        c->container_set = true;
                 return 0;
         }
         return lsc_err_set(-ENOENT, "unknown key \"%s\" in [agent]", lsc_str_show(key, shown));
@@ -507,6 +527,9 @@ int agent_config_finish(struct agent_config *c, bool need_manager)
                 return r;
         if (c->fake_set && strcmp(c->driver, "fake") != 0)
                 return lsc_err_set(-EINVAL, "fake_* settings are for driver fake, not %s", c->driver);
+        if (c->container_set && strcmp(c->driver, "container") != 0)
+                return lsc_err_set(-EINVAL, "runtime and runtime_root are for driver container, not %s",
+                                   c->driver);
         if (!need_manager)
                 return 0;
         if (!c->manager)
@@ -567,6 +590,8 @@ void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
                 .state_dir = c->state_dir,
                 .image_dir = c->image_dir,
                 .volume_dir = c->volume_dir,
+                .runtime = c->runtime,
+                .runtime_root = c->runtime_root,
                 .vcpus = c->vcpus,
                 .memory_mib = c->memory_mib,
                 .disk_gib = c->disk_gib,

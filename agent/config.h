@@ -23,9 +23,12 @@ struct agent_config {
         char *manager;                   /* tcp://HOST:PORT or ipc://PATH */
         char *manager_key_file;          /* the manager's Z85 public key */
         char *state_dir;                 /* default AGENT_STATE_DIR_BASE/NAME */
-        char *driver;                    /* "libvirt" (default) or "fake" */
+        char *driver;                    /* "libvirt" (default), "container" or "fake" */
         char *uri;                       /* libvirt URI, default test:///default */
         char *bridge, *network, *image_dir, *volume_dir;    /* NULL: the driver's default */
+        char *runtime;                   /* container: runc (default), crun or a path */
+        char *runtime_root;              /* container: the runtime's --root; NULL:
+                                          * STATE_DIR/runtime */
         uint32_t vcpus;                  /* capacity overrides; 0: what the driver reads */
         uint64_t memory_mib, disk_gib;
         double alloc_ratio;              /* allocatable = physical x this, vcpus and memory */
@@ -62,6 +65,7 @@ struct agent_config {
         char manager_key[LSC_Z85_KEY];
         uint64_t from_cli;               /* keys set on the command line: the file keeps off */
         bool fake_set;                   /* some fake_* key was given */
+        bool container_set;              /* runtime or runtime_root was given */
 };
 
 /* Defaults for everything. */

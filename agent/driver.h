@@ -1,4 +1,4 @@
-/* The driver layer: one const vtable per backend ("libvirt", "fake"; "container" and
+/* The driver layer: one const vtable per backend ("libvirt", "container", "fake";
  * "metal" later), looked up by name. Only drv_*.c touch a hypervisor. Every call blocks:
  * the agent runs them on worker threads, never on the loop thread. */
 #pragma once
@@ -18,7 +18,8 @@ struct drv_config {
         const char *domain_type;         /* libvirt <domain type>: "test" for test:, "kvm"
                                           * for a local qemu: whose user can open /dev/kvm
                                           * (group kvm or world rw), else "qemu" (TCG) */
-        const char *bridge;              /* NICs on this bridge (type='bridge') ... */
+        const char *bridge;              /* NICs on this bridge (type='bridge'; container: the
+                                          * host ends of the veths) ... */
         const char *network;             /* ... else on this libvirt network ... else
                                           * user-mode networking */
         const char *state_dir;           /* "/var/lib/lsc": ephemeral overlays go in its
@@ -31,6 +32,10 @@ struct drv_config {
         const char *volume_dir;          /* persistent disks (UUID.qcow2), on storage the
                                           * hosts share; NULL: persistent identities are
                                           * refused */
+        const char *runtime;             /* container: the OCI runtime, "runc" (default),
+                                          * "crun" or a path */
+        const char *runtime_root;        /* container: the runtime's --root, where it keeps
+                                          * its containers' state; "STATE_DIR/runtime" */
         /* Capacity overrides; 0: the driver's own figure (libvirt: node CPUs, MemTotal,
          * statvfs(state_dir); fake: 8 vCPUs, 16384 MiB, 100 GiB). */
         uint32_t vcpus;
@@ -141,9 +146,13 @@ struct drv_ops {
         int (*stats)(struct drv *d, struct drv_stats *ret);
         /* 0: the hypervisor answers; -EIO with the reason otherwise. */
         int (*health)(struct drv *d);
+        /* What this host lacks though the driver works (limits not enforced, no
+         * overlayfs, ...): one line into buf, empty when nothing. */
+        int (*note)(struct drv *d, char *buf, size_t len);
 };
 
 extern const struct drv_ops drv_libvirt_ops;
+extern const struct drv_ops drv_container_ops;
 extern const struct drv_ops drv_fake_ops;
 
 /* The table for name, or NULL for an unknown (or not yet built) backend. */
@@ -185,6 +194,14 @@ static inline int drv_stats(struct drv *d, struct drv_stats *ret)
 static inline int drv_health(struct drv *d)
 {
         return d->ops->health ? d->ops->health(d) : drv_unsupported(d, "health");
+}
+
+/* An empty line for a backend without notes. */
+static inline int drv_note(struct drv *d, char *buf, size_t len)
+{
+        if (len)
+                buf[0] = '\0';
+        return d->ops->note ? d->ops->note(d, buf, len) : 0;
 }
 
 /* Frees ret->instances and zeroes *s; accepts a zeroed struct. */

@@ -1,7 +1,8 @@
 /* lsc-fenced: the lease deadline as a pure state machine, and the daemon around it: one
  * thread polling the pet socket, a CLOCK_BOOTTIME timerfd (absolute, so it fires on
  * time whoever else is frozen, and at once on resume from a suspend) and a signalfd.
- * It touches only domains the libvirt driver calls lsc's (its metadata element). */
+ * It touches only instances the agent's driver calls lsc's (libvirt: its metadata
+ * element; container: bundles whose annotations name this host). */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -101,21 +102,36 @@ static int64_t ms(int64_t us)
         return us / 1000;
 }
 
-/* Opens the libvirt driver; failures are logged when they change and retried. */
+static const char *driver_name(const struct fenced_config *cfg)
+{
+        return cfg->driver ? cfg->driver : "libvirt";
+}
+
+/* Where the instances are, for log lines: the libvirt URI, or the container driver's
+ * state dir. */
+static const char *where(const struct fenced_config *cfg)
+{
+        if (strcmp(driver_name(cfg), "libvirt") == 0)
+                return cfg->uri;
+        return cfg->state_dir ? cfg->state_dir : "the default state dir";
+}
+
+/* Opens the agent's driver; failures are logged when they change and retried. */
 static int driver_open(struct fenced *f, int64_t now)
 {
-        struct drv_config dc = { .uri = f->cfg->uri, .host = f->cfg->host, .state_dir = f->cfg->state_dir };
-        int r = drv_open("libvirt", &dc, &f->drv);
+        struct drv_config dc = { .uri = f->cfg->uri, .host = f->cfg->host, .state_dir = f->cfg->state_dir,
+                                 .runtime = f->cfg->runtime, .runtime_root = f->cfg->runtime_root };
+        int r = drv_open(driver_name(f->cfg), &dc, &f->drv);
 
         if (r < 0) {
                 if (strcmp(lsc_err_msg(r), f->open_error) != 0)
-                        log_error("cannot open libvirt at %s: %s (trying again every %lld s)", f->cfg->uri,
-                                  lsc_err_msg(r), OPEN_RETRY_US / 1000000);
+                        log_error("cannot open %s at %s: %s (trying again every %lld s)", driver_name(f->cfg),
+                                  where(f->cfg), lsc_err_msg(r), OPEN_RETRY_US / 1000000);
                 snprintf(f->open_error, sizeof(f->open_error), "%s", lsc_err_msg(r));
                 f->next_open_us = now + OPEN_RETRY_US;
                 return r;
         }
-        log_info("libvirt at %s open", f->cfg->uri);
+        log_info("%s at %s open", driver_name(f->cfg), where(f->cfg));
         f->open_error[0] = '\0';
         return 0;
 }
@@ -167,18 +183,18 @@ static bool sweep(struct fenced *f, int64_t now)
                 return false;
         if ((n = drv_list(f->drv, &inv)) < 0) {
                 log_error("lease ended %lld ms ago, but cannot list the domains on %s: %s", (long long)ms(late),
-                          f->cfg->uri, lsc_err_msg(n));
+                          where(f->cfg), lsc_err_msg(n));
                 return false;
         }
         if (first)
                 log_warn("lease ended %lld ms ago without a newer pet: destroying %d lsc domains on %s",
-                         (long long)ms(late), n, f->cfg->uri);
+                         (long long)ms(late), n, where(f->cfg));
         else if (n)
                 log_warn("lease still ended (%lld ms ago): destroying %d lsc domains on %s", (long long)ms(late),
-                         n, f->cfg->uri);
+                         n, where(f->cfg));
         else
                 log_debug("lease still ended (%lld ms ago): no lsc domains on %s", (long long)ms(late),
-                          f->cfg->uri);
+                          where(f->cfg));
         w.drv = f->drv;
         w.inv = inv;
         w.n = n;
@@ -383,7 +399,7 @@ int fenced_run(const struct fenced_config *cfg)
                 return r;
         }
         log_info("lsc-fenced %s: pets on %s, destroys lsc domains on %s when the lease ends; disarmed until "
-                 "the first pet", LSC_VERSION, cfg->socket, cfg->uri);
+                 "the first pet", LSC_VERSION, cfg->socket, where(cfg));
         driver_open(&f, lsc_boot_us());
         for (;;) {
                 struct pollfd p[3] = {

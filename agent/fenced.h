@@ -1,5 +1,5 @@
 /* lsc-fenced: a tiny per-host process, started on its own and not by lsc-agent, that
- * destroys every lsc-created domain on its libvirt URI once the lease deadline the agent
+ * destroys every lsc-created domain on its libvirt URI (or container of its state dir) once the lease deadline the agent
  * last petted it with has passed, so a frozen, deadlocked or dead agent cannot leave a
  * second copy of an identity running after the manager re-binds it. The deadline logic
  * is pure (fenced_lease_*, tested alone); fenced_run is the daemon around it. */
@@ -47,7 +47,10 @@ void fenced_lease_swept(struct fenced_lease *l, int64_t now_us, bool ok);
 
 struct fenced_config {
         const char *socket;              /* the unix datagram socket the agent pets */
+        const char *driver;              /* the agent's driver: "libvirt" (NULL) or "container" */
         const char *uri;                 /* libvirt URI: the agent's */
+        const char *runtime;             /* container: the agent's runtime and runtime_root */
+        const char *runtime_root;        /* (NULL: the driver's defaults) */
         const char *host;                /* the agent's host name: only its domains are
                                           * destroyed; NULL: every lsc domain on uri */
         const char *state_dir;           /* the agent's state dir: the ephemeral overlays in

@@ -12,13 +12,16 @@ static void usage(FILE *f)
 {
         fprintf(f,
 "Usage: lsc-fenced --socket PATH --uri URI [OPTIONS]\n"
-"Destroys every lsc-created libvirt domain on URI when the lease deadline lsc-agent\n"
+"       lsc-fenced --socket PATH --driver container --host NAME --state-dir DIR [OPTIONS]\n"
+"Destroys every lsc-created libvirt domain on URI (or every lsc container of the\n"
+"agent's state dir) when the lease deadline lsc-agent\n"
 "last sent to PATH passes without a newer one, whether the agent is frozen, hung or\n"
 "dead. Run one per host, next to the agent and not started by it; domains lsc did not\n"
 "create are never touched.\n"
 "\n"
 "  --socket PATH          the unix datagram socket the agent pets (the agent's\n"
 "                         fenced_socket); created 0600, at most 107 bytes\n"
+"  --driver NAME          the agent's driver: libvirt (default) or container\n"
 "  --uri URI              the libvirt URI of the agent's instances, e.g. qemu:///system\n"
 "                         (not test:///default: that hypervisor lives inside the agent)\n"
 "  --host NAME            the agent's host name (its --name): only that host's domains\n"
@@ -26,6 +29,10 @@ static void usage(FILE *f)
 "                         when several hosts share one libvirtd)\n"
 "  --state-dir DIR        the agent's state dir: the ephemeral overlays in its disks/\n"
 "                         go with their domains (default: the libvirt driver's)\n"
+"  --runtime RUNTIME      container: the agent's runtime (runc, the default, crun or\n"
+"                         a path)\n"
+"  --runtime-root DIR     container: the agent's runtime_root (default\n"
+"                         STATE_DIR/runtime)\n"
 "  --log-level LEVEL      error, warn, info (default) or debug\n"
 "  --help, --version\n"
 "\n"
@@ -38,6 +45,9 @@ int main(int argc, char **argv)
         static const struct option longopts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "uri", required_argument, NULL, 'u' },
+                { "driver", required_argument, NULL, 'D' },
+                { "runtime", required_argument, NULL, 'R' },
+                { "runtime-root", required_argument, NULL, 'r' },
                 { "host", required_argument, NULL, 'H' },
                 { "state-dir", required_argument, NULL, 'd' },
                 { "log-level", required_argument, NULL, 'L' },
@@ -53,6 +63,9 @@ int main(int argc, char **argv)
                 switch (c) {
                 case 's': cfg.socket = optarg; break;
                 case 'u': cfg.uri = optarg; break;
+                case 'D': cfg.driver = optarg; break;
+                case 'R': cfg.runtime = optarg; break;
+                case 'r': cfg.runtime_root = optarg; break;
                 case 'H': cfg.host = optarg; break;
                 case 'd': cfg.state_dir = optarg; break;
                 case 'L':
@@ -71,11 +84,25 @@ int main(int argc, char **argv)
                 fprintf(stderr, "lsc-fenced: unexpected argument \"%s\"\n", argv[optind]);
                 goto out_usage;
         }
-        if (!cfg.socket || !*cfg.socket || !cfg.uri || !*cfg.uri) {
+        if (cfg.driver && strcmp(cfg.driver, "libvirt") != 0 && strcmp(cfg.driver, "container") != 0) {
+                fprintf(stderr, "lsc-fenced: invalid driver \"%s\": use libvirt or container\n", cfg.driver);
+                goto out_usage;
+        }
+        if (cfg.driver && strcmp(cfg.driver, "container") == 0) {
+                if (!cfg.socket || !*cfg.socket || !cfg.host || !*cfg.host || !cfg.state_dir || !*cfg.state_dir) {
+                        fprintf(stderr, "lsc-fenced: with --driver container give --socket PATH, --host NAME "
+                                "and --state-dir DIR (the agent's)\n");
+                        goto out_usage;
+                }
+        } else if (!cfg.socket || !*cfg.socket || !cfg.uri || !*cfg.uri) {
                 fprintf(stderr, "lsc-fenced: give --socket PATH and --uri URI\n");
                 goto out_usage;
         }
-        if (strncmp(cfg.uri, "test:", 5) == 0)
+        if ((cfg.runtime || cfg.runtime_root) && !(cfg.driver && strcmp(cfg.driver, "container") == 0)) {
+                fprintf(stderr, "lsc-fenced: --runtime and --runtime-root are for --driver container\n");
+                goto out_usage;
+        }
+        if (cfg.uri && strncmp(cfg.uri, "test:", 5) == 0)
                 log_warn("%s is libvirt's in-process test hypervisor: this process sees only its own, "
                          "never an agent's domains", cfg.uri);
         if ((r = fenced_run(&cfg)) < 0) {

@@ -89,6 +89,7 @@ struct job {
         struct drv_stats stats;
         int health;                      /* JOB_OPEN, JOB_PROBE: 0 or why not healthy */
         char health_msg[256];
+        char note[256];                  /* what the host lacks though healthy */
 };
 
 struct worker {
@@ -144,6 +145,7 @@ struct agent_loop {
                                           * once, so a hung driver does not repeat them */
         int health;
         char health_msg[256];
+        char note[256];                  /* the driver's: what this host lacks */
 
         /* the session with the manager */
         bool connected, auth_warned, handshake_warned, link_warned;
@@ -221,6 +223,7 @@ static void job_health(struct job *j, struct drv *d)
 {
         int r = drv_health(d);
 
+        drv_note(d, j->note, sizeof(j->note));
         if (r < 0 && r != -EOPNOTSUPP) {
                 j->health = r;
                 job_note(j->health_msg, sizeof(j->health_msg), r, "");
@@ -523,12 +526,16 @@ static bool health_now(struct agent_loop *l, int64_t now, char *buf, size_t len)
                 snprintf(buf, len, "driver %s: %.200s", l->cfg->driver, l->health_msg);
                 return false;
         }
-        /* healthy, with a note: the agent's own destroys still guard the lease */
+        /* healthy, with a note: the agent's own destroys still guard the lease; what
+         * the driver lacks comes first */
+        if (l->note[0])
+                snprintf(buf, len, "driver %s: %.200s", l->cfg->driver, l->note);
         if (l->pet_fd < 0)
-                snprintf(buf, len, "no fencing daemon (fenced_socket is not set)");
+                snprintf(buf + strlen(buf), len - strlen(buf), "%sno fencing daemon (fenced_socket is not set)",
+                         buf[0] ? "; " : "");
         else if (l->pet_errno)
-                snprintf(buf, len, "lsc-fenced at %.150s takes no pets: %s", l->cfg->fenced_socket,
-                         strerror(l->pet_errno));
+                snprintf(buf + strlen(buf), len - strlen(buf), "%slsc-fenced at %.150s takes no pets: %s",
+                         buf[0] ? "; " : "", l->cfg->fenced_socket, strerror(l->pet_errno));
         return true;
 }
 
@@ -1351,6 +1358,9 @@ static void open_done(struct agent_loop *l, struct job *j, int64_t now)
         inventory_take(l, j);
         l->health = j->health;
         snprintf(l->health_msg, sizeof(l->health_msg), "%s", j->health_msg);
+        snprintf(l->note, sizeof(l->note), "%s", j->note);
+        if (l->note[0])
+                log_warn("driver %s: %s", l->cfg->driver, l->note);
         log_info("driver %s open: %u vcpus, %llu MiB, %llu GiB, %d instances", l->cfg->driver, l->cap.vcpus,
                  (unsigned long long)l->cap.memory_mib, (unsigned long long)l->cap.disk_gib, l->n_inv);
         l->want_register = true;
@@ -1362,6 +1372,9 @@ static void probe_done(struct agent_loop *l, struct job *j)
 {
         l->health = j->health;
         snprintf(l->health_msg, sizeof(l->health_msg), "%s", j->health_msg);
+        if (strcmp(l->note, j->note) != 0 && j->note[0])
+                log_warn("driver %s: %s", l->cfg->driver, j->note);
+        snprintf(l->note, sizeof(l->note), "%s", j->note);
         inventory_take(l, j);
         if (j->has_stats) {
                 drv_stats_clear(&l->stats_prev);

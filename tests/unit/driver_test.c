@@ -175,18 +175,18 @@ static int remove_lsc_domains(void **state)
 
 /* ---- registry and wrappers ---- */
 
-static void lookup_knows_libvirt_and_fake_only(void **state)
+static void lookup_knows_libvirt_container_and_fake_only(void **state)
 {
         struct drv *d = NULL;
 
         assert_ptr_equal(drv_lookup("libvirt"), &drv_libvirt_ops);
+        assert_ptr_equal(drv_lookup("container"), &drv_container_ops);
         assert_ptr_equal(drv_lookup("fake"), &drv_fake_ops);
-        assert_null(drv_lookup("container"));
         assert_null(drv_lookup("metal"));
         assert_null(drv_lookup(""));
         assert_null(drv_lookup(NULL));
-        assert_int_equal(drv_open("container", NULL, &d), -ENOENT);
-        assert_err_mentions(-ENOENT, "container");
+        assert_int_equal(drv_open("metal", NULL, &d), -ENOENT);
+        assert_err_mentions(-ENOENT, "metal");
         assert_null(d);
 }
 
@@ -1038,7 +1038,7 @@ static void fake_inject_refuses_other_handles(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(lookup_knows_libvirt_and_fake_only, clear),
+                cmocka_unit_test_setup(lookup_knows_libvirt_container_and_fake_only, clear),
                 cmocka_unit_test_setup(null_slot_returns_eopnotsupp, clear),
                 cmocka_unit_test_setup(spec_with_bad_uuid_or_name_is_rejected, clear),
                 cmocka_unit_test_setup(cpu_permille_is_the_busy_share_between_samples, clear),
