@@ -24,6 +24,7 @@
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
 #define TURNOVER_EVERY_US 500000         /* due deaths are looked for this often */
 #define FORECAST_EVERY_US 10000000       /* hosts' forecasts refreshed from their history */
+#define EARLY_EVERY_US 10000000          /* hot hosts looked for: early retirements */
 #define TURNOVER_RETRY_US 1000000        /* a death the store did not start: again after this */
 
 const char *const reconcile_state_names[RECONCILE_STATE_COUNT] = {
@@ -1388,7 +1389,8 @@ static bool relocate(struct loop *l, struct reconcile_server *s, int64_t now)
  * reserved host -> running. mayfly.c (mayfly_admit) decides which due deaths start now (the
  * budget); the others wait, in deadline order. */
 
-static int turnover_submit(struct loop *l, struct reconcile_server *s, const char *to, const char *reason)
+static int turnover_submit(struct loop *l, struct reconcile_server *s, const char *to, const char *reason,
+                           uint32_t early_s)
 {
         Lsc__Request *req = calloc(1, sizeof(*req));
         Lsc__Turnover *t = calloc(1, sizeof(*t));
@@ -1409,6 +1411,8 @@ static int turnover_submit(struct loop *l, struct reconcile_server *s, const cha
                 t->has_postpone_s = 1;
                 t->postpone_s = l->cfg.mayfly_postpone_s ? l->cfg.mayfly_postpone_s : 30;
         }
+        t->has_early_s = early_s > 0;
+        t->early_s = early_s;
         req->op_case = LSC__REQUEST__OP_TURNOVER;
         req->turnover = t;
         return submit(l, req);
@@ -1423,8 +1427,14 @@ static void turnover_start(struct loop *l, struct reconcile_server *s)
         struct sched_host *cur = s->host >= 0 ? sched_view_host(rc->view, (uint32_t)s->host) : NULL;
         char reason[300], line[200], name[LSC_NAME_MAX + 1];
         const char *to = NULL;
-        uint32_t host;
+        uint32_t host, early_s = 0;
+        bool early = s->early;
 
+        s->early = false;
+        if (early) {
+                int64_t left = s->expires_s - lsc_wall_us() / 1000000;
+                early_s = left > 0 ? (uint32_t)(left < UINT32_MAX ? left + 1 : UINT32_MAX) : 0;
+        }
         if (request_of(rc, s, &rq) < 0)
                 return;
         request_load(rc, s, &rq, planned_death(s), true);
@@ -1434,6 +1444,8 @@ static void turnover_start(struct loop *l, struct reconcile_server *s)
         }
         if (sched_place(rc->view, &rq, &rc->rng, &host, &why) == 0) {
                 to = sched_view_host(rc->view, host)->name;
+        } else if (early) {
+                return;          /* not due: it stays until its time, or until a host fits */
         } else if (cur && cur->up && cur->healthy && cur->active && !rq.has_to && !l->cfg.mayfly_no_in_place) {
                 /* nowhere else: reborn where it runs, in the room the old copy gives back */
                 to = cur->name;
@@ -1443,24 +1455,138 @@ static void turnover_start(struct loop *l, struct reconcile_server *s)
                 snprintf(reason, sizeof(reason), "turnover postponed: no host can take the rebirth (%s)", line);
                 log_info("server %s (%s) g%llu: %s", name_of(s, name, sizeof(name)), s->uuid,
                          (unsigned long long)s->generation, reason);
-                if (turnover_submit(l, s, NULL, reason) == 0) {
+                if (turnover_submit(l, s, NULL, reason, 0) == 0) {
                         s->busy = true;
                         rc->turnovers_postponed++;
                 }
                 return;
         }
-        snprintf(reason, sizeof(reason), "turnover: lifetime over; reborn on %s", to);
+        if (early)
+                snprintf(reason, sizeof(reason), "turnover: retired early, off hot host %s; reborn on %s",
+                         cur ? cur->name : "?", to);
+        else
+                snprintf(reason, sizeof(reason), "turnover: lifetime over; reborn on %s", to);
         s->turn_to = liveness_get(rc->live, to);
         resv_sync(rc, s);                /* held from now: the next death does not take it */
-        if (!s->turn_to || turnover_submit(l, s, to, reason) < 0) {
+        if (!s->turn_to || turnover_submit(l, s, to, reason, early_s) < 0) {
                 s->turn_to = NULL;
                 resv_sync(rc, s);
                 return;
         }
         s->busy = true;
         rc->turnovers_started++;
+        rc->turnovers_early += early;
         log_info("server %s (%s) g%llu on %s: %s", name_of(s, name, sizeof(name)), s->uuid,
                  (unsigned long long)s->generation, s->bound ? s->bound->name : "?", reason);
+}
+
+static bool due_add(struct reconcile *rc, size_t *n, int64_t deadline, uint64_t group, size_t idx)
+{
+        if (*n == rc->cap_due) {
+                size_t cap = rc->cap_due ? rc->cap_due * 2 : 64;
+                struct mayfly_due *d = realloc(rc->due, cap * sizeof(*d));
+                if (!d)
+                        return false;
+                rc->due = d;
+                rc->cap_due = cap;
+        }
+        rc->due[(*n)++] = (struct mayfly_due){ .deadline = deadline, .group = group, .cookie = idx };
+        return true;
+}
+
+struct early_cand {
+        int32_t host;
+        size_t idx;
+        struct mayfly_server ms;
+};
+
+static int early_cand_cmp(const void *a, const void *b)
+{
+        const struct early_cand *x = a, *y = b;
+
+        if (x->host != y->host)
+                return x->host < y->host ? -1 : 1;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* (d) of the die-off awareness: a host whose forecast peaks above hot_pct of its
+ * physical vCPUs sheds load through its mayflies' deaths, brought forward within the
+ * last early_pct of their lives (mayfly_pick_early: as few as will do). They join the
+ * due deaths at now, under the same budget; one that finds no rebirth host elsewhere
+ * just waits for its time. Every EARLY_EVERY_US, with awareness on. */
+static void early_add(struct loop *l, int64_t now, int64_t now_s, size_t *n)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct mayfly_limits lim = MAYFLY_LIMITS_DEFAULT;
+        uint32_t nh = sched_view_host_count(rc->view);
+        _cleanup_free_ uint64_t *excess = NULL;
+        _cleanup_free_ struct early_cand *c = NULL;
+        _cleanup_free_ uint32_t *pick = NULL;
+        size_t nc = 0, cap = 0;
+        bool any = false;
+
+        if (!sched_view_aware(rc->view) || now < rc->next_early_us || !nh)
+                return;
+        rc->next_early_us = now + EARLY_EVERY_US;
+        if (!(excess = calloc(nh, sizeof(*excess))))
+                return;
+        for (uint32_t h = 0; h < nh; h++) {
+                const struct sched_forecast *f = sched_host_forecast(rc->view, h);
+                int64_t peak = sched_host_forecast_peak(rc->view, h, now_s);
+                if (f && f->phys_m && peak > 0 && (excess[h] = mayfly_excess(&lim, (uint64_t)peak, f->phys_m)))
+                        any = true;
+        }
+        if (!any)
+                return;
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+                const struct load_hist *lh;
+                double v;
+
+                if (s->state != RECONCILE_RUNNING || s->desired != RECONCILE_WANT_RUNNING || s->busy || s->turn_to ||
+                    s->expires_s <= now_s || !s->lifetime_s || !s->applied || s->host < 0 ||
+                    (uint32_t)s->host >= nh || !excess[s->host] || !s->bound || s->bound->state != LIVENESS_UP)
+                        continue;
+                if (nc == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        struct early_cand *x = realloc(c, ncap * sizeof(*c));
+                        if (!x)
+                                return;
+                        c = x;
+                        cap = ncap;
+                }
+                lh = load_identity_find(rc->load, s->uuid);
+                c[nc++] = (struct early_cand){
+                        .host = s->host, .idx = i,
+                        .ms = { .bound_at = s->expires_s - s->lifetime_s, .expires_at = s->expires_s,
+                                .load_m = lh && load_hist_expected(lh, LOAD_CPU, -1, now_s, &v) == 0
+                                          ? (uint32_t)(v * 1000) : s->vcpus * 10 * SCHED_LOAD_DEFAULT_PCT },
+                };
+        }
+        if (!nc)
+                return;
+        qsort(c, nc, sizeof(*c), early_cand_cmp);
+        if (!(pick = calloc(nc, sizeof(*pick))))
+                return;
+        for (size_t a = 0, b; a < nc; a = b) {
+                struct mayfly_server *ms;
+                size_t k;
+
+                for (b = a; b < nc && c[b].host == c[a].host; b++)
+                        ;
+                if (!(ms = calloc(b - a, sizeof(*ms))))
+                        return;
+                for (size_t j = a; j < b; j++)
+                        ms[j - a] = c[j].ms;
+                k = mayfly_pick_early(&lim, ms, b - a, now_s, excess[c[a].host], pick);
+                free(ms);
+                for (size_t j = 0; j < k; j++) {
+                        struct reconcile_server *s = rc->servers[c[a + pick[j]].idx];
+                        if (!due_add(rc, n, now_s, s->group, c[a + pick[j]].idx))
+                                return;
+                        s->early = true;
+                }
+        }
 }
 
 static void turnover_run(struct loop *l, int64_t now)
@@ -1501,16 +1627,11 @@ static void turnover_run(struct loop *l, int64_t now)
                     s->expires_s <= 0 || now_s <= s->expires_s || now < s->turn_retry_us ||
                     !s->bound || s->bound->state != LIVENESS_UP)
                         continue;
-                if (n == rc->cap_due) {
-                        size_t cap = rc->cap_due ? rc->cap_due * 2 : 64;
-                        struct mayfly_due *d = realloc(rc->due, cap * sizeof(*d));
-                        if (!d)
-                                break;
-                        rc->due = d;
-                        rc->cap_due = cap;
-                }
-                rc->due[n++] = (struct mayfly_due){ .deadline = s->expires_s, .group = s->group, .cookie = i };
+                s->early = false;
+                if (!due_add(rc, &n, s->expires_s, s->group, i))
+                        break;
         }
+        early_add(l, now, now_s, &n);
         if (n == 0)
                 return;
         fl.groups = rc->flight_groups;
@@ -1523,6 +1644,8 @@ static void turnover_run(struct loop *l, int64_t now)
                           (unsigned long long)mayfly_budget(lim.turnover_max_pct, rc->n_servers));
         for (size_t i = 0; i < k; i++)
                 turnover_start(l, rc->servers[rc->due[i].cookie]);
+        for (size_t i = k; i < n; i++)
+                rc->servers[rc->due[i].cookie]->early = false;   /* looked at again later */
 }
 
 void reconcile_tick(struct loop *l, int64_t now)

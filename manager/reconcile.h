@@ -56,6 +56,7 @@ struct reconcile_server {
         bool counted : 1;                /* in running_on[counted_host] */
         bool applied : 1;                /* counted in the view's host usage (at host) */
         bool constrained : 1;            /* required labels or a migration: request_of unpacks row */
+        bool early : 1;                  /* picked to retire early, off a hot host */
         uint32_t vcpus;
         uint32_t group;                  /* reconcile_group id of its group, 0: none */
         uint32_t applied_group;          /* the group counted with it in the view */
@@ -124,6 +125,8 @@ struct reconcile {
         /* die-off awareness (sched.h): the forecasts' inputs */
         const struct load *load;         /* the loop's identities' measured load */
         int64_t next_forecast_us;        /* hosts' forecasts refreshed from their history */
+        int64_t next_early_us;           /* hot hosts looked for (early retirements) */
+        uint64_t turnovers_early;
         uint32_t req_profile[SCHED_SLOTS];   /* request_load's profile (one request at a time) */
 };
 

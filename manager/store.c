@@ -397,11 +397,13 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " expires_at = NULL"
                 " WHERE uuid = ANY($1::uuid[]) AND state = 'binding'"),
         /* a mayfly's death, compare-and-set: only at generation $2, running, past its
-         * expires_at (a renew that came first wins), with its rebirth host $4 recorded */
+         * expires_at less $5 s (an early retirement; else 0) (a renew that came first
+         * wins), with its rebirth host $4 recorded */
         S(ST_TURNOVER_DIE, true,
                 "UPDATE servers SET state = 'stopping', reason = $3, turnover_to = $4, updated_at = now()"
                 " WHERE uuid = $1::uuid AND generation = $2::bigint AND state = 'running'"
-                " AND desired = 'running' AND lifetime_s IS NOT NULL AND expires_at <= now()"
+                " AND desired = 'running' AND lifetime_s IS NOT NULL"
+                " AND expires_at <= now() + $5::integer * interval '1 second'"
                 " AND turnover_to IS NULL AND EXISTS (SELECT 1 FROM hosts WHERE name = $4)"
                 " RETURNING uuid::text"),
         /* no rebirth host: the death moves $4 seconds on, and is counted */
@@ -2503,15 +2505,16 @@ static int op_turnover(struct op *o)
         const Lsc__Turnover *t = o->req->turnover;
         const char *uuids = one_uuid(o);
         bool die = t->to && t->to[0];
-        char gen[24], secs[16];
+        char gen[24], secs[16], early[16];
         int r;
 
         if (!uuids)
                 return lsc_err_set(-ENOMEM, "out of memory");
         u64s(gen, sizeof(gen), t->generation);
         snprintf(secs, sizeof(secs), "%u", t->postpone_s);
+        snprintf(early, sizeof(early), "%u", t->early_s);
         if (die)
-                r = Q(o->c, ST_TURNOVER_DIE, &res, o->uuid, gen, t->reason ? t->reason : "turnover", t->to);
+                r = Q(o->c, ST_TURNOVER_DIE, &res, o->uuid, gen, t->reason ? t->reason : "turnover", t->to, early);
         else
                 r = Q(o->c, ST_TURNOVER_POSTPONE, &res, o->uuid, gen, t->reason ? t->reason : "turnover postponed",
                       secs);

@@ -48,6 +48,39 @@ sleep 11                                  # the forecasts are refreshed every 10
 hosts=$(place new 8)
 [ "$hosts" = "cool cool cool" ] || fail "aware placement put the new servers on: $hosts (want cool x3)"
 
+# (d) early retirement: a mayfly moved onto "tiny" (2 vCPUs, all busy: 100% measured,
+# hot above 90%) retires in the last fifth of its life, before its expires_at, and is
+# reborn on a cooler host
+cat >"$LSC_SCRATCH/tiny.conf" <<CONF
+[agent]
+vcpus = 2
+memory_mib = 4096
+labels = box=tiny
+fake_load = 1.0
+CONF
+agent_start tiny --driver fake --config "$LSC_SCRATCH/tiny.conf"
+up3() { [ "$(lsc --json host list | jq '[.[] | select(.liveness == "up")] | length')" -eq 3 ]; }
+wait_until 20 up3
+lsc server create hotfly --vcpus 2 --memory 256 --lifetime 60s >/dev/null
+lsc server start hotfly >/dev/null
+wait_until 30 all_running 9
+# (placed on tiny already when it was still idle; else moved there)
+[ "$(lsc --json server show hotfly | jq -r .host)" = tiny ] || lsc server migrate hotfly --to tiny --wait >/dev/null
+expires=$(lsc --json server show hotfly | jq -r .expires_at)
+early_gone() { lsc --json server show hotfly | jq -e '.host != "tiny" and .state == "running"' >/dev/null; }
+wait_until 80 early_gone
+left=$(( $(date -d "$expires" +%s) - $(date +%s) ))
+[ "$left" -ge 1 ] || fail "hotfly left tiny only $((-left)) s after its expires_at: no early retirement"
+expect_exit 0 lsc --json events --server hotfly
+expect_contains "$OUT" "retired early, off hot host tiny" "the early retirement's event"
+echo "hotfly retired $left s before its expires_at"
+lsc server delete hotfly >/dev/null
+# tiny goes: the rest of the test knows two hosts
+agent_stop tiny
+tiny_lost() { [ "$(lsc --json host show tiny | jq -r .liveness)" = lost ]; }
+wait_until 30 tiny_lost
+lsc host remove tiny >/dev/null
+
 # the same with awareness off: lscd restarted with mayfly_aware = 0
 for s in new1 new2 new3; do lsc server delete "$s" --wait >/dev/null 2>&1 || lsc server delete "$s" >/dev/null; done
 printf '[manager]\nmayfly_aware = 0\n' >"$LSC_SCRATCH/lscd.conf"
