@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "curve.h"
 #include "driver.h"
+#include "drv_metal.h"
 #include "log.h"
 #include "validate.h"
 
@@ -55,11 +56,22 @@ struct agent_config {
          * a sent message is sent twice (duplicate), followed by the one sent before it
          * (replay), or held back chaos_delay_ms (delay), each with its probability in % */
         uint32_t chaos_duplicate_pct, chaos_replay_pct, chaos_delay_pct, chaos_delay_ms;
+        /* driver metal: the machine's BMC, its boot NIC and its network boot */
+        char *bmc_address, *bmc_user, *bmc_password_file;
+        uint32_t bmc_port;               /* default 623 */
+        uint32_t bmc_timeout_ms;         /* one IPMI attempt; default 5000 */
+        uint32_t bmc_retries;            /* attempts after the first; default 2 */
+        struct lsc_mac mac;
+        bool has_mac;
+        char *boot_dir, *boot_listen, *boot_url, *boot_kernel, *boot_initrd, *boot_cmdline;
+        uint32_t boot_timeout_ms;        /* 0: DRV_METAL_DEFAULT_BOOT_TIMEOUT_MS */
 
         /* filled by agent_config_finish */
         char manager_key[LSC_Z85_KEY];
         uint64_t from_cli;               /* keys set on the command line: the file keeps off */
         bool fake_set;                   /* some fake_* key was given */
+        uint64_t metal_set;              /* the metal keys given (bits of the key table) */
+        struct drv_metal_config metal;   /* driver metal: the checked settings, password read */
 };
 
 /* Defaults for everything. */

@@ -1,5 +1,5 @@
-/* The driver layer: one const vtable per backend ("libvirt", "fake"; "container" and
- * "metal" later), looked up by name. Only drv_*.c touch a hypervisor. Every call blocks:
+/* The driver layer: one const vtable per backend ("libvirt", "fake", "metal"; "container"
+ * later), looked up by name. Only drv_*.c touch a hypervisor. Every call blocks:
  * the agent runs them on worker threads, never on the loop thread. */
 #pragma once
 #include <stdbool.h>
@@ -12,6 +12,8 @@
 
 /* How the driver is set up; borrowed by open() (strings are copied). A zero or NULL
  * field takes the default shown. */
+struct drv_metal_config;
+
 struct drv_config {
         const char *uri;                 /* libvirt: "test:///default" (in-process test
                                           * hypervisor); "qemu:///system" for real VMs */
@@ -42,6 +44,8 @@ struct drv_config {
         uint32_t fake_latency_ms;        /* added to every call */
         bool fake_unhealthy;             /* health() says -EIO */
         bool fake_hang;                  /* every call blocks until drv_fake_inject releases it */
+        /* Metal only: the machine, its BMC and its network boot (drv_metal.h). */
+        const struct drv_metal_config *metal;
 };
 
 /* One binding of an identity: what instantiate() builds. Pointers are borrowed for
@@ -139,6 +143,7 @@ struct drv_ops {
 
 extern const struct drv_ops drv_libvirt_ops;
 extern const struct drv_ops drv_fake_ops;
+extern const struct drv_ops drv_metal_ops;
 
 /* The table for name, or NULL for an unknown (or not yet built) backend. */
 const struct drv_ops *drv_lookup(const char *name);
