@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "auth.h"
+#include "fence.h"
 #include "liveness.h"
 #include "reconcile.h"
 #include "store.h"
@@ -20,6 +21,7 @@ struct loop_config {
         const char *dhcp_hosts_file;     /* dnsmasq dhcp-hostsfile kept current; NULL: none */
         int bind_batch;                  /* bench-bind: bindings per store transaction
                                           * (--bind-batch); 0: PLACE_BATCH (1000) */
+        const struct fence_config *fence; /* metal hosts' BMCs ([bmc HOST]); NULL: none */
 };
 
 struct loop {
@@ -32,6 +34,7 @@ struct loop {
         struct auth auth;
         struct liveness liveness;
         struct reconcile reconcile;
+        struct fence *fence;             /* the BMC fence worker (metal) */
         int64_t started_us;
         int sigfd;
         int inflight;                    /* jobs handed to the store, not yet back */

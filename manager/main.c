@@ -9,6 +9,7 @@
 #include "curve.h"
 #include "err.h"
 #include "log.h"
+#include "fence.h"
 #include "loop.h"
 #include "util.h"
 #include "validate.h"
@@ -32,6 +33,7 @@ struct opts {
         uint64_t seed;
         bool has_seed, has_grace;
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
+        struct fence_config fence;       /* [bmc HOST] sections */
 };
 
 static void usage(FILE *f)
@@ -67,7 +69,9 @@ static void usage(FILE *f)
 "  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
 "                       db_wait_ms, log_level, agent_listen, curve_key,\n"
 "                       authorized_keys, lease_ttl_ms, grace_ms, dhcp_hosts;\n"
-"                       command-line options win\n"
+"                       command-line options win. One [bmc HOST] section per metal\n"
+"                       machine for the fence worker: address, port (623), user,\n"
+"                       password_file (0600), timeout_ms (5000), retries (2)\n"
 "  --help, --version\n"
 "\n"
 "lscd applies pending schema migrations at start and refuses a database whose schema\n"
@@ -89,6 +93,12 @@ static int config_entry(void *user, const char *section, const char *name, const
 {
         struct opts *o = user;
 
+        if (strncmp(section, "bmc ", 4) == 0) {
+                int r = fence_config_set(&o->fence, section + 4, name, value);
+                if (r < 0)
+                        fprintf(stderr, "lscd: %s\n", lsc_err_msg(r));
+                return r == 0;
+        }
         if (strcmp(section, "manager") != 0) {
                 fprintf(stderr, "lscd: unknown config section [%s]\n", section);
                 return 0;
@@ -150,6 +160,7 @@ static void opts_free(struct opts *o)
         free(o->curve_key);
         free(o->authorized_keys);
         free(o->dhcp_hosts);
+        fence_config_free(&o->fence);
 }
 
 int main(int argc, char **argv)
@@ -295,6 +306,11 @@ int main(int argc, char **argv)
         cfg.seed = o.has_seed ? o.seed : (uint64_t)lsc_wall_us();
         cfg.dhcp_hosts_file = o.dhcp_hosts;
         cfg.bind_batch = (int)o.bind_batch;     /* bench-bind; 0: the default */
+        if (fence_config_finish(&o.fence) < 0) {
+                fprintf(stderr, "lscd: %s: %s\n", o.config ? o.config : "config", lsc_err_msg(-EINVAL));
+                goto out;
+        }
+        cfg.fence = &o.fence;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)
