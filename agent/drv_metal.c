@@ -292,6 +292,7 @@ static int mkdir_in(const char *dir, const char *sub)
 static int metal_open(const struct drv_config *cfg, struct drv **ret)
 {
         const struct drv_metal_config *mc = cfg->metal;
+        pthread_condattr_t ca;
         struct drv_metal *m;
         struct drv *d;
         int r;
@@ -306,7 +307,11 @@ static int metal_open(const struct drv_config *cfg, struct drv **ret)
         m->base.ops = &drv_metal_ops;
         d = &m->base;
         pthread_mutex_init(&m->lock, NULL);
-        pthread_cond_init(&m->booted, NULL);
+        /* the boot deadline is on CLOCK_MONOTONIC: a wall clock step must not cut it */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->booted, &ca);
+        pthread_condattr_destroy(&ca);
         m->cfg = *mc;
         m->boot_dir = strdup(mc->boot_dir);
         m->boot_kernel = strdup(mc->boot_kernel);

@@ -3000,9 +3000,14 @@ static int op_host_confirm_off(struct op *o)
         _cleanup_pgres_ PGresult *h = NULL;
         int r;
 
-        if ((r = host_lock(o, o->req->host_confirm_off->ref, &h)) < 0 ||
-            (r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.confirm-off", PQgetvalue(h, 0, 1), o->request_id,
-                   "{}")) < 0)
+        char detail[LSC_NAME_MAX + 64];
+
+        if ((r = host_lock(o, o->req->host_confirm_off->ref, &h)) < 0)
+                return r;
+        /* the host's name is a DNS label (checked at registration): safe inside JSON */
+        snprintf(detail, sizeof(detail), "{\"host\": \"%s\"}", PQgetvalue(h, 0, 1));
+        if ((r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.confirm-off", PQgetvalue(h, 0, 1), o->request_id,
+                   detail)) < 0)
                 return r;
         return reply_host_named(o, PQgetvalue(h, 0, 1));
 }
