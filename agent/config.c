@@ -382,6 +382,7 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                         return bad(key, v, "a unix socket path is at most 107 bytes");
                 return set_str(&c->fenced_socket, v);
         case K_WATCHDOG:
+                c->watchdog_set = true;
                 c->watchdog_off = strcmp(v, "none") == 0;
                 if (c->watchdog_off || strcmp(v, "auto") == 0)
                         return set_str(&c->watchdog, NULL);
@@ -504,19 +505,50 @@ int agent_config_set(struct agent_config *c, const char *key, const char *value,
 
 struct load_ctx {
         struct agent_config *c;
+        const char *machine;             /* pass 2: the [machine NAME] to read; NULL: [agent] */
+        char **names;                    /* agent_config_machines: the sections seen */
+        size_t n_names;
         char err[512];                   /* the first error: ini_parse reports its line */
 };
+
+/* "machine NAME" -> NAME, else NULL. */
+static const char *machine_of(const char *section)
+{
+        return strncmp(section, "machine ", 8) == 0 ? section + 8 : NULL;
+}
 
 static int ini_entry(void *user, const char *section, const char *name, const char *value)
 {
         struct load_ctx *x = user;
+        const char *m = machine_of(section);
         char shown[LSC_SHOW_BUF];
         int r;
 
-        if (strcmp(section, "agent") != 0) {
+        if (m && x->names) {             /* listing the machines: nothing is set */
+                for (size_t i = 0; i < x->n_names; i++)
+                        if (!strcmp(x->names[i], m))
+                                return 1;
+                char **v = realloc(x->names, (x->n_names + 2) * sizeof(*v));
+                if (!v || !(v[x->n_names] = strdup(m))) {
+                        if (v)
+                                x->names = v;
+                        snprintf(x->err, sizeof(x->err), "out of memory");
+                        return 0;
+                }
+                x->names = v;
+                x->names[++x->n_names] = NULL;
+                return 1;
+        }
+        if (x->names)
+                return 1;
+        if (m && !x->machine)
+                return 1;                /* pass 1 reads [agent] only */
+        if (x->machine && (!m || strcmp(m, x->machine) != 0))
+                return 1;                /* pass 2 reads only this machine's section */
+        if (!m && strcmp(section, "agent") != 0) {
                 if (!x->err[0])
-                        snprintf(x->err, sizeof(x->err), "unknown section [%s]: lsc-agent reads [agent]",
-                                 lsc_str_show(section, shown));
+                        snprintf(x->err, sizeof(x->err), "unknown section [%s]: lsc-agent reads [agent] "
+                                 "and [machine NAME]", lsc_str_show(section, shown));
                 return 0;
         }
         r = agent_config_set(x->c, name, value, false);
@@ -525,21 +557,62 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
         return r == 0;
 }
 
-int agent_config_load(struct agent_config *c, const char *path)
+static int load_pass(struct load_ctx *x, const char *path)
 {
-        struct load_ctx x = { .c = c };
         FILE *f = fopen(path, "re");
         int line;
 
         if (!f)
                 return lsc_err_set(-errno, "cannot read config file %s: %s", path, strerror(errno));
-        line = ini_parse_file(f, ini_entry, &x);
+        line = ini_parse_file(f, ini_entry, x);
         fclose(f);
         if (line < 0)
                 return lsc_err_set(-ENOMEM, "%s: out of memory", path);
         if (line > 0)
-                return lsc_err_set(-EINVAL, "%s:%d: %s", path, line, x.err[0] ? x.err : "syntax error");
+                return lsc_err_set(-EINVAL, "%s:%d: %s", path, line, x->err[0] ? x->err : "syntax error");
         return 0;
+}
+
+int agent_config_load(struct agent_config *c, const char *path)
+{
+        struct load_ctx x = { .c = c };
+
+        return load_pass(&x, path);
+}
+
+int agent_config_load_machine(struct agent_config *c, const char *path, const char *machine)
+{
+        struct load_ctx x = { .c = c };
+        struct load_ctx y = { .c = c, .machine = machine };
+        int r;
+
+        if ((r = lsc_validate_name("machine name in [machine NAME]", machine)) < 0 ||
+            (r = load_pass(&x, path)) < 0 || (r = load_pass(&y, path)) < 0)
+                return r;
+        /* the section names the host, unless the command line said otherwise */
+        return agent_config_set(c, "name", machine, false);
+}
+
+int agent_config_machines(const char *path, char ***ret)
+{
+        struct load_ctx x = { .names = calloc(1, sizeof(char *)) };
+        int r;
+
+        if (!x.names)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = load_pass(&x, path)) < 0) {
+                agent_config_machines_free(x.names);
+                return r;
+        }
+        *ret = x.names;
+        return (int)x.n_names;
+}
+
+void agent_config_machines_free(char **names)
+{
+        for (size_t i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
 }
 
 /* Driver metal: every key it needs is there, and the BMC's password is read now, so a
@@ -561,6 +634,9 @@ static int metal_finish(struct agent_config *c)
                         return lsc_err_set(-EINVAL, "driver metal needs %s in [agent]", key_names[k]);
         if (!c->vcpus || !c->memory_mib)
                 return lsc_err_set(-EINVAL, "driver metal needs the machine's vcpus and memory_mib in [agent]");
+        /* this box's watchdog resets this box, not the machines: off unless asked for */
+        if (!(c->from_cli & (1ull << K_WATCHDOG)) && !c->watchdog_set)
+                c->watchdog_off = true;
         if ((r = lsc_ipmi_password_read(c->bmc_password_file, password)) < 0)
                 return r;
         memset(m, 0, sizeof(*m));

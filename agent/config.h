@@ -44,7 +44,8 @@ struct agent_config {
                                           * the lease deadline; NULL: no fencing daemon */
         char *watchdog;                  /* the watchdog device; NULL: /dev/watchdog when it
                                           * exists ("auto", the default) */
-        bool watchdog_off;               /* "none": never arm one */
+        bool watchdog_off;               /* "none": never arm one (driver metal: the default) */
+        bool watchdog_set;               /* the watchdog key was given */
         uint32_t watchdog_timeout_s;     /* default 5; must be shorter than the lease */
         enum lsc_log_level log_level;
         /* fake driver faults, in force from the start */
@@ -84,6 +85,14 @@ void agent_config_free(struct agent_config *c);
 int agent_config_set(struct agent_config *c, const char *key, const char *value, bool from_cli);
 /* Reads the [agent] section of path; the detail says "PATH:LINE: ...". */
 int agent_config_load(struct agent_config *c, const char *path);
+/* A metal pool: the [agent] section, then [machine NAME]'s keys over it (the machine's
+ * win, the command line's win over both); name becomes NAME unless the command line
+ * gave one. Every machine is its own lsc host: its own state dir, keypair, session. */
+int agent_config_load_machine(struct agent_config *c, const char *path, const char *machine);
+/* The NAMEs of path's [machine NAME] sections, in order, NULL-terminated (free with
+ * agent_config_machines_free): their count, 0 when there are none, or -errno. */
+int agent_config_machines(const char *path, char ***ret);
+void agent_config_machines_free(char **names);
 /* Checks what must be there (name; manager and its key unless need_manager is false),
  * fills the defaults that depend on others (state_dir), and reads the manager's key. */
 int agent_config_finish(struct agent_config *c, bool need_manager);
