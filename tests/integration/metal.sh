@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Driver metal against real BMCs (ipmi_sim, one per machine, each with a chassis script
-# recording what it is asked): binding a metal identity sets PXE, powers on and writes
-# the iPXE script and dnsmasq entries carrying the identity; it runs only once the
-# machine calls back. Losing the machine's agent ends in lscd's fence worker powering
-# it off (recorded) before the identity is bound again; with the BMC silent, the
-# identity waits in fencing until `lsc host confirm-off`, an audited event.
+# recording what it is asked). A pool agent (one process, machines m1 and m2, each its
+# own host) and a single-machine agent (m3). Binding a metal identity sets PXE, powers
+# on and writes the iPXE script and dnsmasq entries carrying the identity; it runs
+# only once the machine calls back; a machine holds one identity. Losing the agent
+# ends in lscd's fence worker powering the machine off (recorded) before the identity
+# is bound again; with the BMC silent, the identity waits in fencing until
+# `lsc host confirm-off`, an audited event naming the operator.
 set -euo pipefail
 . "$LSC_TEST_LIB/pg.sh"
 . "$LSC_TEST_LIB/lscd.sh"
@@ -30,68 +32,89 @@ umask 077
 echo secret >"$LSC_SCRATCH/bmc.password"
 umask 022
 
-# machine NAME MAC: a BMC simulator for it and an agent config
+# machine NAME MAC: a BMC simulator for it; its own keys in NAME.keys
 machine() {
 	local name=$1 mac=$2 dir=$LSC_SCRATCH/bmc-$1 port cb
 	mkdir -p "$dir"
 	port=$("$SIM" start "$dir") || fail "ipmi_sim for $name did not start"
 	sims+=("$dir")
 	cb=$(pg_free_port)
-	cat >"$LSC_SCRATCH/$name.conf" <<CONF
+	printf 'bmc_port = %s\nmac = %s\nboot_listen = 127.0.0.1:%s\n' "$port" "$mac" "$cb" >"$LSC_SCRATCH/$name.keys"
+	echo "$cb" >"$dir/callback-port"
+}
+common() {
+	cat <<CONF
 [agent]
 driver = metal
 vcpus = 8
 memory_mib = 16384
 disk_gib = 100
 bmc_address = 127.0.0.1
-bmc_port = $port
 bmc_user = admin
 bmc_password_file = $LSC_SCRATCH/bmc.password
 bmc_timeout_ms = 1000
 bmc_retries = 1
-mac = $mac
 boot_dir = $BOOT
-boot_listen = 127.0.0.1:$cb
 boot_kernel = vmlinuz
 boot_initrd = initrd.img
 boot_timeout_ms = 30000
-watchdog = none
 driver_slow_ms = 60000
 CONF
-	echo "$cb" >"$dir/callback-port"
 }
 machine m1 52:54:00:aa:00:01
 machine m2 52:54:00:aa:00:02
+machine m3 52:54:00:aa:00:03
+{ common; for m in m1 m2; do echo "[machine $m]"; cat "$LSC_SCRATCH/$m.keys"; done; } >"$LSC_SCRATCH/pool.conf"
+{ common; cat "$LSC_SCRATCH/m3.keys"; } >"$LSC_SCRATCH/m3.conf"
 mac_key() { tr -d : <<<"$1"; }
-declare -A MAC=([m1]=52:54:00:aa:00:01 [m2]=52:54:00:aa:00:02)
+declare -A MAC=([m1]=52:54:00:aa:00:01 [m2]=52:54:00:aa:00:02 [m3]=52:54:00:aa:00:03)
 
 # --- bad settings: a clear error naming key and value; the agent does not start
-expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/m1.conf" --log-level nope
-sed 's/^mac = .*/mac = zz:00/' "$LSC_SCRATCH/m1.conf" >"$LSC_SCRATCH/bad.conf"
+expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/m3.conf" --log-level nope
+sed 's/^mac = .*/mac = zz:00/' "$LSC_SCRATCH/m3.conf" >"$LSC_SCRATCH/bad.conf"
 expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/bad.conf" --print-public-key
 expect_contains "$ERR" 'invalid mac "zz:00"'
-sed 's/^bmc_port = .*/bmc_port = 70000/' "$LSC_SCRATCH/m1.conf" >"$LSC_SCRATCH/bad.conf"
+sed 's/^bmc_port = .*/bmc_port = 70000/' "$LSC_SCRATCH/m3.conf" >"$LSC_SCRATCH/bad.conf"
 expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/bad.conf" --print-public-key
 expect_contains "$ERR" 'invalid bmc_port "70000"'
-grep -v '^boot_kernel' "$LSC_SCRATCH/m1.conf" >"$LSC_SCRATCH/bad.conf"
+grep -v '^boot_kernel' "$LSC_SCRATCH/m3.conf" >"$LSC_SCRATCH/bad.conf"
 expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/bad.conf" --print-public-key
 expect_contains "$ERR" 'driver metal needs boot_kernel'
 cp "$LSC_SCRATCH/bmc.password" "$LSC_SCRATCH/open.password"; chmod 644 "$LSC_SCRATCH/open.password"
-sed "s|^bmc_password_file = .*|bmc_password_file = $LSC_SCRATCH/open.password|" "$LSC_SCRATCH/m1.conf" >"$LSC_SCRATCH/bad.conf"
+sed "s|^bmc_password_file = .*|bmc_password_file = $LSC_SCRATCH/open.password|" "$LSC_SCRATCH/m3.conf" >"$LSC_SCRATCH/bad.conf"
 expect_exit 2 "$LSC_BIN/lsc-agent" --name bad --config "$LSC_SCRATCH/bad.conf" --print-public-key
 expect_contains "$ERR" 'may be read by others'
+{ cat "$LSC_SCRATCH/pool.conf"; printf '[machine m9]\nmac = 52:54:00:aa:00:09\n'; } >"$LSC_SCRATCH/bad.conf"
+expect_exit 2 "$LSC_BIN/lsc-agent" --config "$LSC_SCRATCH/bad.conf" --print-public-key
+expect_contains "$ERR" '[machine m9]: driver metal needs boot_listen'
 [ ! -e "$LSC_SCRATCH/bad" ] || fail "a refused agent created its state dir"
 
 # --- lscd with the machines' BMCs for its fence worker
 {
-	for m in m1 m2; do
+	for m in m1 m2 m3; do
 		printf '[bmc %s]\naddress = 127.0.0.1\nport = %s\nuser = admin\npassword_file = %s\ntimeout_ms = 1000\nretries = 1\n' \
 			"$m" "$(cat "$LSC_SCRATCH/bmc-$m/port")" "$LSC_SCRATCH/bmc.password"
 	done
 } >"$LSC_SCRATCH/lscd.conf"
 LSCD_ARGS+=(--lease-ttl-ms "$LEASE_MS" --grace-ms "$GRACE_MS" --config "$LSC_SCRATCH/lscd.conf")
 lscd_restart
-for m in m1 m2; do agent_start "$m" --config "$LSC_SCRATCH/$m.conf"; done
+
+# the pool: one process, one host per [machine]; each machine's key enrolled
+POOL=(--config "$LSC_SCRATCH/pool.conf" --state-dir "$LSC_SCRATCH/agents/pool")
+"$LSC_BIN/lsc-agent" "${POOL[@]}" --print-public-key >"$LSC_SCRATCH/pool.keys" || fail "no pool keys"
+expect_eq "$(cut -d' ' -f1 "$LSC_SCRATCH/pool.keys" | tr '\n' ' ')" "m1 m2 " "the pool's machines"
+while read -r m key; do echo "$key" >"$LSC_SCRATCH/keys/$m.pub"; done <"$LSC_SCRATCH/pool.keys"
+pool_start() {
+	"$LSC_BIN/lsc-agent" "${POOL[@]}" --manager "tcp://127.0.0.1:$LSC_AGENT_PORT" \
+		--manager-key "$LSC_SCRATCH/lscd.pub" --log-level debug </dev/null >>"$LSC_SCRATCH/agent-pool.log" 2>&1 &
+	AGENT_PIDS[pool]=$!
+}
+agent_kill9() {
+	kill -KILL "${AGENT_PIDS[$1]}"
+	wait "${AGENT_PIDS[$1]}" 2>/dev/null || true
+	unset "AGENT_PIDS[$1]"
+}
+pool_start
 hosts_up() { [ "$(lsc --json host list | jq '[.[] | select(.liveness == "up")] | length')" -eq "$1" ]; }
 wait_until 20 hosts_up 2
 expect_eq "$(lsc --json host show m1 | jq -r '.driver + " " + .kind')" "metal metal" "m1's driver and kind"
@@ -102,22 +125,22 @@ UUID=$(lsc --json server show db1 | jq -r .uuid)
 IP=$(lsc --json server show db1 | jq -r '.ips[0]')
 expect_eq "$IP" 10.60.0.2 "db1's IP"
 
-# callback HOST GENERATION: what the booted initrd does; prints the HTTP status
+# callback MACHINE GENERATION [UUID]: what the booted initrd does; prints the HTTP status
 callback() {
 	curl -s -o /dev/null -w '%{http_code}' \
-		"http://127.0.0.1:$(cat "$LSC_SCRATCH/bmc-$1/callback-port")/booted?uuid=$UUID&generation=$2"
+		"http://127.0.0.1:$(cat "$LSC_SCRATCH/bmc-$1/callback-port")/booted?uuid=${3:-$UUID}&generation=$2"
 }
-field() { lsc --json server show db1 | jq -r ".$1"; }
-state_is() { [ "$(field state)" = "$1" ]; }
-# bound_on STATE GEN: db1 is in STATE with generation GEN; prints its host
-bound_on() { [ "$(field state)" = "$1" ] && [ "$(field generation)" = "$2" ] && [ -n "$(field host)" ]; }
+field() { lsc --json server show "${2:-db1}" | jq -r ".$1"; }
+state_is() { [ "$(field state "${2:-db1}")" = "$1" ]; }
+# bound_on STATE GEN [SERVER]: the server is in STATE with generation GEN on some host
+bound_on() { [ "$(field state "${3:-db1}")" = "$1" ] && [ "$(field generation "${3:-db1}")" = "$2" ] && [ -n "$(field host "${3:-db1}")" ]; }
 
 # --- binding: PXE, power on, the iPXE script and DHCP entry carry the identity
 expect_exit 0 lsc server start db1
 wait_until 20 bound_on binding 1
 A=$(field host)
 B=$([ "$A" = m1 ] && echo m2 || echo m1)
-echo "db1 bound to $A (the other machine: $B)"
+echo "db1 bound to $A (the pool's other machine: $B)"
 wait_until 10 grep -q "set power 1" "$LSC_SCRATCH/bmc-$A/calls"
 grep -q "set boot pxe" "$LSC_SCRATCH/bmc-$A/calls" || fail "PXE boot was not set on $A: $(cat "$LSC_SCRATCH/bmc-$A/calls")"
 [ "$(grep -n 'set boot pxe' "$LSC_SCRATCH/bmc-$A/calls" | head -1 | cut -d: -f1)" -lt \
@@ -146,65 +169,80 @@ expect_eq "$(field state)" binding "db1 after wrong callbacks"
 expect_eq "$(callback "$A" 1)" 200 "the boot callback"
 wait_until 10 bound_on running 1
 
-# --- the agent of A dies: lscd's fence worker powers A off before db1 is bound again
+# --- a machine holds one identity, however small: db2 gets B, db3 waits
+lsc server create db2 --kind metal --vcpus 1 --memory 1024 >/dev/null
+lsc server create db3 --kind metal --vcpus 1 --memory 1024 >/dev/null
+expect_exit 0 lsc server start db2
+wait_until 20 bound_on binding 1 db2
+expect_eq "$(field host db2)" "$B" "db2's machine"
+expect_eq "$(callback "$B" 1 "$(field uuid db2)")" 200 "db2's boot callback"
+wait_until 10 bound_on running 1 db2
+expect_exit 0 lsc server start db3
+sleep 3
+expect_eq "$(field state db3)" pending "db3 with both machines taken"
+expect_exit 0 lsc server delete db3
+expect_exit 0 lsc server stop db2
+wait_until 20 state_is defined db2
+expect_eq "$(cat "$LSC_SCRATCH/bmc-$B/power")" 0 "$B's power after db2 stopped"
+
+# --- the pool agent dies: lscd's fence worker powers A off before db1 is bound again,
+# on m3, whose agent starts now
+agent_start m3 --config "$LSC_SCRATCH/m3.conf"
+wait_until 20 hosts_up 3
 t0=$(date +%s%3N)
-kill -KILL "${AGENT_PIDS[$A]}"
-wait "${AGENT_PIDS[$A]}" 2>/dev/null || true
-unset "AGENT_PIDS[$A]"
+agent_kill9 pool
 wait_until 30 bound_on binding 2
-expect_eq "$(field host)" "$B" "db1 bound again to"
+expect_eq "$(field host)" m3 "db1 bound again to"
 expect_eq "$(cat "$LSC_SCRATCH/bmc-$A/power")" 0 "$A's power when db1 was bound again"
 grep -q "set power 0" "$LSC_SCRATCH/bmc-$A/calls" || fail "nobody powered $A off"
 ms=$(($(date +%s%3N) - t0))
-echo "agent of $A killed -> fenced -> db1 binding on $B: $ms ms (lease $LEASE_MS + grace $GRACE_MS)"
+echo "pool agent killed -> $A fenced -> db1 binding on m3: $ms ms (lease $LEASE_MS + grace $GRACE_MS)"
 [ "$ms" -ge $((LEASE_MS + GRACE_MS - 1000)) ] || fail "db1 moved after $ms ms, before the lease ran out"
 expect_exit 0 lsc --json events --server db1
 expect_eq "$(jq -r '[.[] | .kind] | join(" ")' <<<"$OUT")" \
 	"server.create server.start server.binding server.running server.lost server.fencing server.fenced server.binding" "db1's events"
 expect_contains "$(jq -r '.[] | select(.kind == "server.fenced") | .detail.reason' <<<"$OUT")" "BMC of host $A confirmed power off"
-wait_until 10 grep -q "set power 1" "$LSC_SCRATCH/bmc-$B/calls"
-expect_contains "$(cat "$BOOT/lsc-$(mac_key "${MAC[$B]}").ipxe")" "lsc.generation=2"
-expect_eq "$(callback "$B" 2)" 200 "the boot callback on $B"
+wait_until 10 grep -q "set power 1" "$LSC_SCRATCH/bmc-m3/calls"
+expect_contains "$(cat "$BOOT/lsc-$(mac_key "${MAC[m3]}").ipxe")" "lsc.generation=2"
+expect_eq "$(callback m3 2)" 200 "the boot callback on m3"
 wait_until 10 bound_on running 2
-for k in uuid ips hostname; do
-	[ "$(field "$k")" != null ] || fail "db1 lost its $k"
-done
 expect_eq "$(field uuid)" "$UUID" "db1's uuid after the move"
 expect_eq "$(field 'ips[0]')" "$IP" "db1's IP after the move"
+expect_eq "$(field hostname)" db1.lan.example "db1's hostname after the move"
 
-# --- B's BMC goes silent and B's agent dies: db1 waits in fencing
-"$SIM" stop "$LSC_SCRATCH/bmc-$B"
-agent_start "$A" --config "$LSC_SCRATCH/$A.conf"      # a free machine again
-kill -KILL "${AGENT_PIDS[$B]}"
-wait "${AGENT_PIDS[$B]}" 2>/dev/null || true
-unset "AGENT_PIDS[$B]"
+# --- m3's BMC goes silent and its agent dies: db1 waits in fencing
+"$SIM" stop "$LSC_SCRATCH/bmc-m3"
+pool_start                          # m1 and m2, free again
+wait_until 20 hosts_up 3
+agent_kill9 m3
 wait_until 30 state_is fencing
-sleep 4            # several fence attempts fail meanwhile
-expect_eq "$(field state)" fencing "db1 while $B's BMC is silent"
-grep -q "host $B: fencing failed" "$LSC_SCRATCH/lscd.log" || fail "lscd logged no failed fencing of $B"
+sleep 4                             # fence attempts fail meanwhile
+expect_eq "$(field state)" fencing "db1 while m3's BMC is silent"
+grep -q "host m3: fencing failed" "$LSC_SCRATCH/lscd.log" || fail "lscd logged no failed fencing of m3"
 # confirm-off is refused where it would change nothing
-expect_exit 1 lsc host confirm-off "$A"
+expect_exit 1 lsc host confirm-off m1
 expect_contains "$ERR" "is up"
 expect_exit 1 lsc host confirm-off nosuch
 expect_one_line_error
 expect_eq "$(field state)" fencing "db1 after refused confirm-offs"
-expect_exit 0 lsc host confirm-off "$B"
+expect_exit 0 lsc host confirm-off m3
 wait_until 20 bound_on binding 3
-expect_eq "$(field host)" "$A" "db1 bound after confirm-off to"
+C=$(field host)
+[ "$C" = m1 ] || [ "$C" = m2 ] || fail "db1 bound after confirm-off to $C, not a free machine"
 expect_exit 0 lsc --json events --limit 1000
-ev=$(jq -c ".[] | select(.kind == \"host.confirm-off\")" <<<"$OUT")
+ev=$(jq -c '.[] | select(.kind == "host.confirm-off")' <<<"$OUT")
 [ -n "$ev" ] || fail "no host.confirm-off event"
-expect_eq "$(jq -r .detail.host <<<"$ev")" "$B" "confirm-off event's host"
+expect_eq "$(jq -r .detail.host <<<"$ev")" m3 "confirm-off event's host"
 expect_contains "$(jq -r .actor <<<"$ev")" "uid=$(id -u)" "confirm-off event's actor"
 expect_exit 0 lsc --json events --server db1
-expect_contains "$(jq -r '[.[] | select(.kind == "server.fenced")] | last | .detail.reason' <<<"$OUT")" "confirmed host $B off by hand"
-expect_eq "$(callback "$A" 3)" 200 "the boot callback on $A again"
+expect_contains "$(jq -r '[.[] | select(.kind == "server.fenced")] | last | .detail.reason' <<<"$OUT")" "confirmed host m3 off by hand"
+expect_eq "$(callback "$C" 3)" 200 "the boot callback on $C"
 wait_until 10 bound_on running 3
 
 # --- stop: the machine is powered off and its boot entries removed
 expect_exit 0 lsc server stop db1
 wait_until 20 state_is defined
-expect_eq "$(cat "$LSC_SCRATCH/bmc-$A/power")" 0 "$A's power after stop"
-[ ! -e "$BOOT/lsc-$(mac_key "${MAC[$A]}").ipxe" ] || fail "the iPXE script outlived the binding"
-[ ! -e "$BOOT/hosts/$(mac_key "${MAC[$A]}")" ] || fail "the DHCP entry outlived the binding"
+expect_eq "$(cat "$LSC_SCRATCH/bmc-$C/power")" 0 "$C's power after stop"
+[ ! -e "$BOOT/lsc-$(mac_key "${MAC[$C]}").ipxe" ] || fail "the iPXE script outlived the binding"
+[ ! -e "$BOOT/hosts/$(mac_key "${MAC[$C]}")" ] || fail "the DHCP entry outlived the binding"
 echo ok
