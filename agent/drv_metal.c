@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define RECORD_FILE "metal.record"
+#define METAL_IPXE_LOADER "undionly.kpxe"     /* in boot_dir, for firmware that is not iPXE */
 
 /* What the machine holds: at most one identity. */
 struct metal_record {
@@ -166,7 +167,11 @@ static int boot_files_write(struct drv_metal *m, const struct drv_spec *spec)
         snprintf(dhcp, sizeof(dhcp), "%s,set:lsc%s%s%s,%s\n", m->mac, m->mac_key, ip[0] ? "," : "", ip, hostname);
         if ((r = file_replace(host, dhcp, 0644)) < 0)
                 return r;
-        snprintf(dhcp, sizeof(dhcp), "tag:lsc%s,option:bootfile-name,lsc-%s.ipxe\n", m->mac_key, m->mac_key);
+        /* firmware that is not iPXE yet (no option 175) first chains into iPXE */
+        snprintf(dhcp, sizeof(dhcp),
+                 "tag:lsc%s,tag:ipxe,option:bootfile-name,lsc-%s.ipxe\n"
+                 "tag:lsc%s,tag:!ipxe,option:bootfile-name," METAL_IPXE_LOADER "\n",
+                 m->mac_key, m->mac_key, m->mac_key);
         return file_replace(opts, dhcp, 0644);
 }
 
@@ -278,6 +283,28 @@ static void metal_close(struct drv *d)
         free(m);
 }
 
+/* dnsmasq's settings for this boot dir: DHCP from the per-machine host and option
+ * files (dnsmasq watches those directories), TFTP from the boot dir. The agents of one
+ * boot dir all write the same text. The interface and the range are the site's: given
+ * on dnsmasq's command line (docs/drivers.md). */
+static int dnsmasq_conf_write(const struct drv_metal *m)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+
+        if (asprintf(&path, "%s/dnsmasq.conf", m->boot_dir) < 0 ||
+            asprintf(&text,
+                     "# written by lsc-agent (driver metal); run as\n"
+                     "#   dnsmasq --conf-file=%s --interface=IF --dhcp-range=NET,static,MASK\n"
+                     "dhcp-hostsdir=%s/hosts\n"
+                     "dhcp-optsdir=%s/opts\n"
+                     "dhcp-match=set:ipxe,175\n"
+                     "enable-tftp\n"
+                     "tftp-root=%s\n",
+                     path, m->boot_dir, m->boot_dir, m->boot_dir) < 0)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        return file_replace(path, text, 0644);
+}
+
 static int mkdir_in(const char *dir, const char *sub)
 {
         _cleanup_free_ char *p = NULL;
@@ -339,6 +366,7 @@ static int metal_open(const struct drv_config *cfg, struct drv **ret)
                 goto fail;
         }
         if ((r = mkdir_in(m->boot_dir, "hosts")) < 0 || (r = mkdir_in(m->boot_dir, "opts")) < 0 ||
+            (r = dnsmasq_conf_write(m)) < 0 ||
             (r = record_load(m)) < 0 || (r = http_start(m, mc->boot_listen)) < 0)
                 goto fail;
         *ret = d;

@@ -14,9 +14,13 @@ command -v ipmi_sim >/dev/null || { echo "ipmi_sim missing: install openipmi (de
 lsc_test_setup --agents
 SIM="$LSC_TEST_LIB/ipmi-sim"
 sims=()
+NS_S=lscmt-$$-s NS_C=lscmt-$$-c DNSMASQ_PID=
 metal_cleanup() {
 	local rc=$? d
 	set +e
+	[ -z "$DNSMASQ_PID" ] || { kill "$DNSMASQ_PID"; wait "$DNSMASQ_PID"; }
+	ip netns del "$NS_S" 2>/dev/null
+	ip netns del "$NS_C" 2>/dev/null
 	for d in "${!AGENT_PIDS[@]}"; do agent_stop "$d"; done    # before their BMCs go
 	for d in "${sims[@]}"; do "$SIM" stop "$d" || true; done
 	(exit "$rc")         # lsc_test_cleanup takes the test's status from $?
@@ -159,6 +163,48 @@ expect_contains "$s" "lsc.ip=$IP"
 expect_contains "$s" "initrd --name initrd initrd.img"
 expect_eq "$(cat "$BOOT/hosts/$(mac_key "${MAC[$A]}")")" "${MAC[$A]},set:lsc$(mac_key "${MAC[$A]}"),$IP,db1.lan.example" "dnsmasq host entry"
 expect_contains "$(cat "$BOOT/opts/$(mac_key "${MAC[$A]}")")" "option:bootfile-name,lsc-$(mac_key "${MAC[$A]}").ipxe"
+
+# --- dnsmasq from the agent's boot dir, in namespaces of this test: the machine's NIC
+# gets the identity's IP and, as iPXE, its script by TFTP (plain PXE: iPXE first)
+expect_contains "$(cat "$BOOT/dnsmasq.conf")" "dhcp-hostsdir=$BOOT/hosts"
+ip netns add "$NS_S"
+ip netns add "$NS_C"
+ip link add "lscmt$$a" type veth peer name "lscmt$$b"
+ip link set "lscmt$$a" netns "$NS_S"
+ip link set "lscmt$$b" netns "$NS_C"
+ip -n "$NS_S" addr add 10.60.0.1/24 dev "lscmt$$a"
+ip -n "$NS_S" link set "lscmt$$a" up
+ip -n "$NS_C" link set "lscmt$$b" address "${MAC[$A]}"
+ip -n "$NS_C" link set "lscmt$$b" up
+ip netns exec "$NS_S" dnsmasq --keep-in-foreground --conf-file="$BOOT/dnsmasq.conf" --interface="lscmt$$a" \
+	--bind-interfaces --dhcp-range=10.60.0.0,static,255.255.255.0 --port=0 \
+	--dhcp-leasefile="$LSC_SCRATCH/dnsmasq.leases" --log-facility="$LSC_SCRATCH/dnsmasq.log" --log-dhcp &
+DNSMASQ_PID=$!
+cat >"$LSC_SCRATCH/udhcpc.sh" <<SCRIPT
+#!/bin/sh
+[ "\$1" = bound ] || exit 0
+echo "ip=\$ip bootfile=\$bootfile" >"\$LEASE"
+busybox ip addr replace "\$ip/24" dev "\$interface"
+SCRIPT
+chmod 755 "$LSC_SCRATCH/udhcpc.sh"
+dhcp() {   # dhcp FILE [udhcpc options]: the lease's ip and boot file into FILE
+	local f=$1
+	shift
+	LEASE=$f timeout 20 ip netns exec "$NS_C" busybox udhcpc -i "lscmt$$b" -n -q -f -t 10 -T 1 \
+		-s "$LSC_SCRATCH/udhcpc.sh" -O bootfile "$@" >>"$LSC_SCRATCH/udhcpc.log" 2>&1 ||
+		fail "no DHCP lease for ${MAC[$A]}: $(tail -5 "$LSC_SCRATCH/dnsmasq.log")"
+}
+export LEASE
+dhcp "$LSC_SCRATCH/lease.ipxe" -x 0xaf:01
+expect_eq "$(cat "$LSC_SCRATCH/lease.ipxe")" "ip=$IP bootfile=lsc-$(mac_key "${MAC[$A]}").ipxe" "DHCP for iPXE"
+dhcp "$LSC_SCRATCH/lease.pxe"
+expect_eq "$(cat "$LSC_SCRATCH/lease.pxe")" "ip=$IP bootfile=undionly.kpxe" "DHCP for plain PXE"
+ip netns exec "$NS_C" busybox tftp -g -r "lsc-$(mac_key "${MAC[$A]}").ipxe" -l "$LSC_SCRATCH/tftp.ipxe" 10.60.0.1 ||
+	fail "TFTP of the iPXE script failed"
+cmp -s "$LSC_SCRATCH/tftp.ipxe" "$script" || fail "TFTP served another script"
+kill "$DNSMASQ_PID"
+wait "$DNSMASQ_PID" 2>/dev/null || true
+DNSMASQ_PID=
 
 # --- running means booted: powered, it stays binding until the machine calls back
 sleep 2
