@@ -100,6 +100,13 @@ expect_contains "$ERR" '[machine m9]: driver metal needs boot_listen'
 			"$m" "$(cat "$LSC_SCRATCH/bmc-$m/port")" "$LSC_SCRATCH/bmc.password"
 	done
 } >"$LSC_SCRATCH/lscd.conf"
+# a bad [bmc HOST] section stops lscd at start, naming section, key and value
+printf '[bmc m1]\naddress = 127.0.0.1\nport = 99999\n' >"$LSC_SCRATCH/lscd-bad.conf"
+expect_exit 1 "$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "ipc://$LSC_SCRATCH/bad.sock" --config "$LSC_SCRATCH/lscd-bad.conf"
+expect_contains "$ERR" '[bmc m1]: invalid port "99999"'
+printf '[bmc m1]\naddress = 127.0.0.1\nuser = admin\n' >"$LSC_SCRATCH/lscd-bad.conf"
+expect_exit 1 "$LSC_BIN/lscd" --db "$PG_CONNINFO" --listen "ipc://$LSC_SCRATCH/bad.sock" --config "$LSC_SCRATCH/lscd-bad.conf"
+expect_contains "$ERR" '[bmc m1] needs address, user and password_file'
 LSCD_ARGS+=(--lease-ttl-ms "$LEASE_MS" --grace-ms "$GRACE_MS" --config "$LSC_SCRATCH/lscd.conf")
 lscd_restart
 
