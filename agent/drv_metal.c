@@ -48,6 +48,7 @@ struct drv_metal {
         pthread_cond_t booted;           /* the callback arrived */
         struct metal_record rec;         /* under lock; the file follows it */
         bool last_on;                    /* the last power state the BMC told, under lock */
+        bool power_known;                /* last_on has been read */
 };
 
 static struct drv_metal *metal_of(struct drv *d)
@@ -382,19 +383,29 @@ static int metal_capacity(struct drv *d, struct drv_capacity *ret)
         return 0;
 }
 
-/* The BMC's word on power, remembered for when it does not answer. */
+/* The power state for a listing: what health() (every probe) or the last change read
+ * from the BMC, so a probe costs one IPMI call, not two; asked for when not known yet.
+ * Unknown counts as on: a BMC that does not answer must not make an identity look
+ * crashed. */
 static bool power_now(struct drv_metal *m)
 {
-        bool on = false;
-        int r = lsc_ipmi_power_get(&m->cfg.bmc, &on);
+        bool on = true, known;
+        int r;
 
         pthread_mutex_lock(&m->lock);
-        if (r == 0)
-                m->last_on = on;
+        known = m->power_known;
         on = m->last_on;
         pthread_mutex_unlock(&m->lock);
-        if (r < 0)
+        if (known)
+                return on;
+        if ((r = lsc_ipmi_power_get(&m->cfg.bmc, &on)) < 0) {
                 log_debug("machine %s: %s", m->mac, lsc_err_msg(r));
+                return true;
+        }
+        pthread_mutex_lock(&m->lock);
+        m->last_on = on;
+        m->power_known = true;
+        pthread_mutex_unlock(&m->lock);
         return on;
 }
 
@@ -437,6 +448,7 @@ static int power_off_forget(struct drv_metal *m, const char *uuid, uint64_t gene
                 return r;
         pthread_mutex_lock(&m->lock);
         m->last_on = false;
+        m->power_known = true;
         if (m->rec.held && !strcmp(m->rec.uuid, uuid) && m->rec.generation <= generation) {
                 if ((r = record_save(m, &none)) == 0)
                         m->rec = none;
@@ -491,6 +503,9 @@ static int metal_instantiate(struct drv *d, const struct drv_spec *spec)
             (r = lsc_ipmi_power_get(&m->cfg.bmc, &on)) < 0 ||
             (r = lsc_ipmi_power_set(&m->cfg.bmc, on ? LSC_IPMI_POWER_CYCLE : LSC_IPMI_POWER_ON)) < 0)
                 return r;
+        pthread_mutex_lock(&m->lock);
+        m->last_on = m->power_known = true;
+        pthread_mutex_unlock(&m->lock);
         log_info("machine %s: PXE boot of %s (%s) g%llu, power %s; waiting up to %u s for its callback", m->mac,
                  spec->name, spec->uuid, (unsigned long long)spec->generation, on ? "cycled" : "on",
                  m->cfg.boot_timeout_ms / 1000);
@@ -551,6 +566,7 @@ static int metal_health(struct drv *d)
                 return lsc_err_set(-EIO, "%s", lsc_err_msg(r));
         pthread_mutex_lock(&m->lock);
         m->last_on = on;
+        m->power_known = true;
         pthread_mutex_unlock(&m->lock);
         return 0;
 }
