@@ -171,6 +171,10 @@ expect_contains "$s" "initrd --name initrd initrd.img"
 expect_eq "$(cat "$BOOT/hosts/$(mac_key "${MAC[$A]}")")" "${MAC[$A]},set:lsc$(mac_key "${MAC[$A]}"),$IP,db1.lan.example" "dnsmasq host entry"
 expect_contains "$(cat "$BOOT/opts/$(mac_key "${MAC[$A]}")")" "option:bootfile-name,lsc-$(mac_key "${MAC[$A]}").ipxe"
 
+# lscd's own DHCP file (MACs lscd allocated) leaves metal out: the machine's MAC is the key
+wait_until 10 test -f "$LSC_SCRATCH/dhcp-hosts"
+if grep -q ",$IP," "$LSC_SCRATCH/dhcp-hosts"; then fail "lscd's DHCP file maps an allocated MAC to db1's IP"; fi
+
 # --- dnsmasq from the agent's boot dir, in namespaces of this test: the machine's NIC
 # gets the identity's IP and, as iPXE, its script by TFTP (plain PXE: iPXE first)
 expect_contains "$(cat "$BOOT/dnsmasq.conf")" "dhcp-hostsdir=$BOOT/hosts"
