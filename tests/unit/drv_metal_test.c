@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -57,6 +60,21 @@ static int sh(const char *fmt, ...)
         return system(cmd);
 }
 
+/* A TCP port nothing listens on now: the kernel's pick for port 0. */
+static int free_port(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+                port = ntohs(sa.sin_port);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}
+
 static int setup(void **state)
 {
         char buf[64], path[400];
@@ -78,8 +96,7 @@ static int setup(void **state)
         mc.bmc.timeout_ms = 1000;
         mc.bmc.retries = 1;
         lsc_mac_parse("52:54:00:bb:00:01", &mc.mac);
-        /* a port of the 20000-32000 range the tests' helpers use, unlikely to be taken */
-        snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%d", 20000 + (int)(getpid() % 12000));
+        snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%d", free_port());
         mc.boot_dir = boot_dir;
         mc.boot_listen = listen_on;
         mc.boot_kernel = "vmlinuz";
