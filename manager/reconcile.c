@@ -1365,9 +1365,14 @@ void reconcile_confirmed_off(struct loop *l, const char *host, const char *actor
         snprintf(reason, sizeof(reason), "%.200s confirmed host %.63s off by hand (lsc host confirm-off)", actor, host);
         for (size_t k = 0; k < rc->n_servers; k++) {
                 struct reconcile_server *s = rc->servers[k];
-                if (s->state == RECONCILE_FENCING && !s->busy && s->bound && !strcmp(s->bound->name, host)) {
-                        log_warn("server %s: %s", s->uuid, reason);
-                        fenced_off(l, s, reason);
+                if (s->state != RECONCILE_FENCING || !s->bound || strcmp(s->bound->name, host) != 0)
+                        continue;
+                if (s->busy) {   /* its entry into fencing is still at the store */
+                        log_warn("server %s on host %s: a change is in flight, not released: run lsc host "
+                                 "confirm-off %s again", s->uuid, host, host);
+                        continue;
                 }
+                log_warn("server %s: %s", s->uuid, reason);
+                fenced_off(l, s, reason);
         }
 }
