@@ -23,7 +23,7 @@ enum key {
         K_IMAGE_DIR, K_VOLUME_DIR, K_VCPUS, K_MEMORY_MIB, K_DISK_GIB, K_ALLOC_RATIO, K_LABELS,
         K_HEARTBEAT_MS, K_DRIVER_SLOW_MS, K_REGISTER_RETRY_MS, K_LOG_LEVEL, K_DESTROY_BUDGET_MS,
         K_FENCED_SOCKET, K_WATCHDOG, K_WATCHDOG_TIMEOUT_S,
-        K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG,
+        K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG, K_FAKE_LOAD,
         K_CHAOS_DUPLICATE_PCT, K_CHAOS_REPLAY_PCT, K_CHAOS_DELAY_PCT, K_CHAOS_DELAY_MS,
         K_BMC_ADDRESS, K_BMC_PORT, K_BMC_USER, K_BMC_PASSWORD_FILE, K_BMC_TIMEOUT_MS, K_BMC_RETRIES, K_MAC,
         K_BOOT_DIR, K_BOOT_LISTEN, K_BOOT_URL, K_BOOT_KERNEL, K_BOOT_INITRD, K_BOOT_CMDLINE, K_BOOT_TIMEOUT_MS,
@@ -59,6 +59,7 @@ static const char *const key_names[K_COUNT] = {
         [K_FAKE_LATENCY_MS] = "fake_latency_ms",
         [K_FAKE_UNHEALTHY] = "fake_unhealthy",
         [K_FAKE_HANG] = "fake_hang",
+        [K_FAKE_LOAD] = "fake_load",
         [K_CHAOS_DUPLICATE_PCT] = "chaos_duplicate_pct",
         [K_CHAOS_REPLAY_PCT] = "chaos_replay_pct",
         [K_CHAOS_DELAY_PCT] = "chaos_delay_pct",
@@ -82,7 +83,8 @@ _Static_assert(K_COUNT <= 64, "from_cli and metal_set are 64-bit masks");
 
 /* Keys only the fake driver reads: set with another driver, they are a mistake. */
 #define FAKE_KEYS ((1ull << K_FAKE_FAIL_INSTANTIATE) | (1ull << K_FAKE_FAIL_MESSAGE) | \
-                   (1ull << K_FAKE_LATENCY_MS) | (1ull << K_FAKE_UNHEALTHY) | (1ull << K_FAKE_HANG))
+                   (1ull << K_FAKE_LATENCY_MS) | (1ull << K_FAKE_UNHEALTHY) | (1ull << K_FAKE_HANG) | \
+                   (1ull << K_FAKE_LOAD))
 /* Keys only the metal driver reads, and those it cannot do without. */
 #define KEYS(a, b) ((((1ull << ((b) - (a) + 1)) - 1)) << (a))
 #define METAL_KEYS KEYS(K_BMC_ADDRESS, K_BOOT_TIMEOUT_MS)
@@ -256,6 +258,45 @@ static int parse_ratio(const char *key, const char *v, double *ret)
         return 0;
 }
 
+/* One share of the vCPUs, 0-1. */
+static bool share_parse(const char *v, const char **ret_end, double *ret)
+{
+        char *end;
+        double d;
+
+        if (!(*v >= '0' && *v <= '9') && *v != '.')
+                return false;
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno || end == v || !isfinite(d) || d < 0.0 || d > 1.0)
+                return false;
+        *ret_end = end;
+        *ret = d;
+        return true;
+}
+
+/* "SHARE" (constant) or "LOW-HIGH" (over the UTC day: LOW at 02:00, HIGH at 14:00). */
+static int parse_load(struct agent_config *c, const char *key, const char *v)
+{
+        const char *end;
+        double low, high;
+
+        if (!share_parse(v, &end, &low))
+                return bad(key, v, "want the share of each instance's vCPUs kept busy, 0 to 1 (e.g. 0.5), "
+                                   "or a daily LOW-HIGH such as 0.1-0.8");
+        high = low;
+        if (*end == '-' && !share_parse(end + 1, &end, &high))
+                return bad(key, v, "want a daily LOW-HIGH with both from 0 to 1, such as 0.1-0.8");
+        if (*end)
+                return bad(key, v, "want a share such as 0.5 or a daily LOW-HIGH such as 0.1-0.8, nothing after it");
+        if (high < low)
+                return bad(key, v, "the daily LOW-HIGH must have LOW at most HIGH");
+        c->fake_load_set = true;
+        c->fake_load_low = low;
+        c->fake_load_high = high;
+        return 0;
+}
+
 /* "k=v,k2=v2" (spaces around items allowed); all or nothing. */
 static int parse_labels(struct agent_config *c, const char *key, const char *v)
 {
@@ -405,6 +446,8 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 return parse_bool(key, v, &c->fake_unhealthy);
         case K_FAKE_HANG:
                 return parse_bool(key, v, &c->fake_hang);
+        case K_FAKE_LOAD:
+                return parse_load(c, key, v);
         case K_CHAOS_DUPLICATE_PCT:
                 return parse_u32(key, v, 0, 100, &c->chaos_duplicate_pct);
         case K_CHAOS_REPLAY_PCT:
@@ -745,6 +788,9 @@ void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
                 .fake_latency_ms = c->fake_latency_ms,
                 .fake_unhealthy = c->fake_unhealthy,
                 .fake_hang = c->fake_hang,
+                .fake_load_set = c->fake_load_set,
+                .fake_load_low = c->fake_load_low,
+                .fake_load_high = c->fake_load_high,
                 .metal = c->driver && strcmp(c->driver, "metal") == 0 ? &c->metal : NULL,
         };
 }

@@ -53,6 +53,8 @@ struct agent_config {
         char *fake_fail_message;
         uint32_t fake_latency_ms;
         bool fake_unhealthy, fake_hang;
+        bool fake_load_set;              /* fake_load: a share 0-1, or a daily LOW-HIGH */
+        double fake_load_low, fake_load_high;
         /* test-only faults on the wire to the manager (tests/chaos), all off by default:
          * a sent message is sent twice (duplicate), followed by the one sent before it
          * (replay), or held back chaos_delay_ms (delay), each with its probability in % */

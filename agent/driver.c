@@ -81,6 +81,23 @@ unsigned drv_stats_cpu_permille(const struct drv_stats *before, const struct drv
         return (unsigned)(busy * 1000 / total);
 }
 
+int drv_stats_instance_vcpus(const struct drv_stats *before, const struct drv_stats *after, size_t i,
+                             double *ret)
+{
+        const struct drv_instance_stats *a = &after->instances[i], *b = NULL;
+
+        /* the same order from one sample to the next is the usual case */
+        if (i < before->n_instances && strcmp(before->instances[i].uuid, a->uuid) == 0)
+                b = &before->instances[i];
+        for (size_t k = 0; !b && k < before->n_instances; k++)
+                if (strcmp(before->instances[k].uuid, a->uuid) == 0)
+                        b = &before->instances[k];
+        if (!b || after->sampled_us <= before->sampled_us || a->cpu_time_ns < b->cpu_time_ns)
+                return -ENODATA;
+        *ret = (double)(a->cpu_time_ns - b->cpu_time_ns) / ((double)(after->sampled_us - before->sampled_us) * 1000.0);
+        return 0;
+}
+
 bool drv_uuid_valid(const char *s)
 {
         static const char form[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";

@@ -44,6 +44,11 @@ struct drv_config {
         uint32_t fake_latency_ms;        /* added to every call */
         bool fake_unhealthy;             /* health() says -EIO */
         bool fake_hang;                  /* every call blocks until drv_fake_inject releases it */
+        /* Fake only: the share of each running instance's vCPUs kept busy, over the UTC
+         * day from fake_load_low at 02:00 to fake_load_high at 14:00 (a cosine); equal:
+         * constant. Both 0 and !fake_load_set: one vCPU busy per instance. */
+        bool fake_load_set;
+        double fake_load_low, fake_load_high;    /* 0..1 */
         /* Metal only: the machine, its BMC and its network boot (drv_metal.h). */
         const struct drv_metal_config *metal;
 };
@@ -93,8 +98,9 @@ struct drv_instance_stats {
 };
 
 /* Cumulative counters: utilisation is the difference of two samples
- * (drv_stats_cpu_permille). Zero where the backend cannot tell. */
+ * (drv_stats_cpu_permille, drv_stats_instance_vcpus). Zero where the backend cannot tell. */
 struct drv_stats {
+        int64_t sampled_us;              /* lsc_now_us() when the instances' counters were read */
         uint64_t host_cpu_busy_ns;
         uint64_t host_cpu_total_ns;
         uint64_t host_memory_total_kib;
@@ -190,6 +196,11 @@ static inline int drv_health(struct drv *d)
 void drv_stats_clear(struct drv_stats *s);
 /* Host CPU use between two samples in permille (0-1000); 0 when they cannot tell. */
 unsigned drv_stats_cpu_permille(const struct drv_stats *before, const struct drv_stats *after);
+/* vCPUs busy for after->instances[i] since before (CPU time delta / wall delta), or
+ * -ENODATA when before has no sample of that uuid, or the counters cannot tell (a
+ * restarted instance, no time between the samples). */
+int drv_stats_instance_vcpus(const struct drv_stats *before, const struct drv_stats *after, size_t i,
+                             double *ret);
 
 /* Checks what every backend needs of a spec (uuid form, name, generation, sizes):
  * 0 or -EINVAL with a detail. */
@@ -208,6 +219,8 @@ enum drv_fake_fault {
         DRV_FAKE_LATENCY,                /* arg: ms added to every call (0 clears) */
         DRV_FAKE_HANG,                   /* arg 1: every call blocks; arg 0 releases them */
         DRV_FAKE_UNHEALTHY,              /* arg 1: health() is -EIO with message; 0 heals */
+        DRV_FAKE_LOAD,                   /* arg: permille of each instance's vCPUs busy from
+                                          * now on (constant; replaces fake_load) */
         DRV_FAKE_FAULT_COUNT
 };
 extern const char *const drv_fake_fault_names[DRV_FAKE_FAULT_COUNT];

@@ -2,6 +2,7 @@
  * idempotence) and injectable faults (failures, latency, hangs, ill health), so the
  * agent and the manager can be tested without a hypervisor. One mutex guards it all. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,14 +17,15 @@ const char *const drv_fake_fault_names[DRV_FAKE_FAULT_COUNT] = {
         [DRV_FAKE_LATENCY] = "latency",
         [DRV_FAKE_HANG] = "hang",
         [DRV_FAKE_UNHEALTHY] = "unhealthy",
+        [DRV_FAKE_LOAD] = "load",
 };
 
 struct fake_instance {
         struct drv_instance pub;
         uint32_t vcpus;
         uint64_t memory_mib;
-        int64_t started_us;              /* lsc_now_us() at the last start; 0 while stopped */
-        uint64_t cpu_ns;                 /* accumulated over earlier runs */
+        int64_t acc_us;                  /* lsc_now_us() up to which cpu_ns counts; 0 while stopped */
+        uint64_t cpu_ns;                 /* CPU time used, all vCPUs */
 };
 
 struct drv_fake {
@@ -41,6 +43,8 @@ struct drv_fake {
         bool hang;
         bool unhealthy;
         char unhealthy_msg[256];
+        bool load_set;                   /* else one vCPU busy per running instance */
+        double load_low, load_high;      /* share of the vCPUs busy over the UTC day */
 };
 
 #define FAKE_DEFAULT_VCPUS 8u
@@ -87,6 +91,8 @@ static void copy_msg(char *dst, size_t len, const char *msg, const char *fallbac
         snprintf(dst, len, "%s", msg && *msg ? msg : fallback);
 }
 
+static void fake_close(struct drv *d);
+
 static int fake_open(const struct drv_config *cfg, struct drv **ret)
 {
         struct drv_fake *f = calloc(1, sizeof(*f));
@@ -108,6 +114,16 @@ static int fake_open(const struct drv_config *cfg, struct drv **ret)
         f->hang = cfg->fake_hang;
         f->unhealthy = cfg->fake_unhealthy;
         copy_msg(f->unhealthy_msg, sizeof(f->unhealthy_msg), NULL, "injected ill health");
+        if (cfg->fake_load_set &&
+            (!(cfg->fake_load_low >= 0.0 && cfg->fake_load_low <= 1.0) ||
+             !(cfg->fake_load_high >= cfg->fake_load_low && cfg->fake_load_high <= 1.0))) {
+                fake_close(&f->base);
+                return lsc_err_set(-EINVAL, "fake load %g-%g: want shares from 0 to 1, low first",
+                                   cfg->fake_load_low, cfg->fake_load_high);
+        }
+        f->load_set = cfg->fake_load_set;
+        f->load_low = cfg->fake_load_low;
+        f->load_high = cfg->fake_load_high;
         *ret = &f->base;
         return 0;
 }
@@ -171,7 +187,28 @@ static void remove_instance(struct drv_fake *f, struct fake_instance *fi)
 static void start_instance(struct fake_instance *fi)
 {
         fi->pub.state = DRV_STATE_RUNNING;
-        fi->started_us = lsc_now_us();
+        fi->acc_us = lsc_now_us();
+}
+
+/* vCPUs busy in fi now: the configured share at this hour of the UTC day. */
+static double busy_vcpus(const struct drv_fake *f, const struct fake_instance *fi)
+{
+        double hour, share;
+
+        if (!f->load_set)
+                return 1.0;
+        hour = (double)(lsc_wall_us() / 1000000 % 86400) / 3600.0;
+        share = f->load_low + (f->load_high - f->load_low) * (1.0 - cos(2.0 * M_PI * (hour - 2.0) / 24.0)) / 2.0;
+        return share * fi->vcpus;
+}
+
+/* Under the lock: CPU time used up to now at the current load. */
+static void account(const struct drv_fake *f, struct fake_instance *fi, int64_t now)
+{
+        if (fi->pub.state != DRV_STATE_RUNNING || !fi->acc_us || now <= fi->acc_us)
+                return;
+        fi->cpu_ns += (uint64_t)((double)(now - fi->acc_us) * 1000.0 * busy_vcpus(f, fi));
+        fi->acc_us = now;
 }
 
 /* Under the lock: the generation rules libvirt's driver follows too. */
@@ -253,15 +290,6 @@ static int fake_shutdown(struct drv *d, const char *uuid, uint64_t generation, u
         return fake_destroy(d, uuid, generation);
 }
 
-static uint64_t cpu_ns(const struct fake_instance *fi, int64_t now)
-{
-        uint64_t ns = fi->cpu_ns;
-
-        if (fi->pub.state == DRV_STATE_RUNNING && fi->started_us)
-                ns += (uint64_t)(now - fi->started_us) * 1000;
-        return ns;
-}
-
 static int fake_stats(struct drv *d, struct drv_stats *ret)
 {
         struct drv_fake *f = fake_of(d);
@@ -275,16 +303,18 @@ static int fake_stats(struct drv *d, struct drv_stats *ret)
                 fake_leave(f);
                 return lsc_err_set(-ENOMEM, "out of memory collecting stats");
         }
-        /* Each running instance keeps one vCPU busy: enough to make load visible. */
+        /* Each running instance keeps one vCPU busy, or the fake_load share of its vCPUs. */
+        s.sampled_us = now;
         s.host_cpu_total_ns = (uint64_t)(now - f->opened_us) * 1000 * f->cap.vcpus;
         s.host_memory_total_kib = f->cap.memory_mib * 1024;
         s.host_memory_free_kib = s.host_memory_total_kib;
         for (size_t i = 0; i < f->n; i++) {
-                const struct fake_instance *fi = &f->inst[i];
+                struct fake_instance *fi = &f->inst[i];
                 struct drv_instance_stats *is = &s.instances[s.n_instances++];
 
+                account(f, fi, now);
                 snprintf(is->uuid, sizeof(is->uuid), "%s", fi->pub.uuid);
-                is->cpu_time_ns = cpu_ns(fi, now);
+                is->cpu_time_ns = fi->cpu_ns;
                 is->memory_kib = fi->pub.state == DRV_STATE_RUNNING ? fi->memory_mib * 1024 : 0;
                 s.host_cpu_busy_ns += is->cpu_time_ns;
                 if (s.host_memory_free_kib >= is->memory_kib)
@@ -337,6 +367,18 @@ int drv_fake_inject(struct drv *d, enum drv_fake_fault fault, uint64_t arg, cons
                 f->unhealthy = arg != 0;
                 copy_msg(f->unhealthy_msg, sizeof(f->unhealthy_msg), message, "injected ill health");
                 break;
+        case DRV_FAKE_LOAD:
+                if (arg > 1000) {
+                        pthread_mutex_unlock(&f->lock);
+                        return lsc_err_set(-EINVAL, "fake load %llu permille: want 0-1000",
+                                           (unsigned long long)arg);
+                }
+                /* the time so far counts at the old load */
+                for (size_t i = 0; i < f->n; i++)
+                        account(f, &f->inst[i], lsc_now_us());
+                f->load_set = true;
+                f->load_low = f->load_high = (double)arg / 1000.0;
+                break;
         case DRV_FAKE_FAULT_COUNT:
                 break;
         }
@@ -363,8 +405,8 @@ int drv_fake_set_state(struct drv *d, const char *uuid, enum drv_state state)
                 if (fi->pub.state != DRV_STATE_RUNNING)
                         start_instance(fi);
         } else {
-                fi->cpu_ns = cpu_ns(fi, lsc_now_us());
-                fi->started_us = 0;
+                account(f, fi, lsc_now_us());
+                fi->acc_us = 0;
                 fi->pub.state = state;
         }
         pthread_mutex_unlock(&f->lock);

@@ -1140,13 +1140,44 @@ static void host_stats(virConnectPtr conn, struct drv_stats *s)
         }
 }
 
+static void records_freep(virDomainStatsRecordPtr **p)
+{
+        if (*p)
+                virDomainStatsRecordListFree(*p);
+}
+
+/* One instance's counters from its bulk record: 1 when the record had CPU time (qemu
+ * gives cpu.time, balloon.rss and balloon.current), 0 when the driver left them out
+ * (libvirt's test driver gives only state.*): the caller asks virDomainGetInfo then. */
+static int record_read(const virDomainStatsRecord *rec, struct drv_instance_stats *is, bool *ret_off)
+{
+        unsigned long long v;
+        int state;
+        bool cpu = false;
+
+        if (virTypedParamsGetInt(rec->params, rec->nparams, "state.state", &state) == 1)
+                *ret_off = state == VIR_DOMAIN_SHUTOFF;
+        if (virTypedParamsGetULLong(rec->params, rec->nparams, "cpu.time", &v) == 1) {
+                is->cpu_time_ns = v;
+                cpu = true;
+        }
+        if (virTypedParamsGetULLong(rec->params, rec->nparams, "balloon.rss", &v) == 1 ||
+            virTypedParamsGetULLong(rec->params, rec->nparams, "balloon.current", &v) == 1)
+                is->memory_kib = v;
+        return cpu && is->memory_kib;
+}
+
+/* One bulk call per beat for this host's lsc domains (virDomainListGetStats), so a
+ * host with many instances costs one round trip to libvirtd, not one per domain. */
 static int virt_stats(struct drv *d, struct drv_stats *ret)
 {
         struct drv_libvirt *v = virt_of(d);
         _cleanup_conn_ virConnectPtr conn = NULL;
+        _cleanup_free_ virDomainPtr *doms = NULL;
+        virDomainStatsRecordPtr *recs __attribute__((cleanup(records_freep))) = NULL;
         struct drv_stats s = {0};
         struct owned *o;
-        int n, r = conn_get(v, &conn);
+        int n, m = 0, r = conn_get(v, &conn);
 
         if (r < 0)
                 return r;
@@ -1154,27 +1185,47 @@ static int virt_stats(struct drv *d, struct drv_stats *ret)
         if (n < 0)
                 return n;
         s.instances = calloc((size_t)n + 1, sizeof(*s.instances));
-        if (!s.instances) {
+        doms = calloc((size_t)n + 1, sizeof(*doms));          /* NULL-terminated */
+        if (!s.instances || !doms) {
+                free(s.instances);
                 owned_free(o, (size_t)n);
                 return lsc_err_set(-ENOMEM, "out of memory collecting stats");
         }
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
+                doms[i] = o[i].dom;
+        if (n > 0) {
+                m = virDomainListGetStats(doms, VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL |
+                                                VIR_DOMAIN_STATS_BALLOON, &recs, 0);
+                if (m < 0) {
+                        r = virt_fail("cannot read domain statistics on %s", v->uri);
+                        free(s.instances);
+                        owned_free(o, (size_t)n);
+                        return r;
+                }
+        }
+        s.sampled_us = lsc_now_us();
+        for (int i = 0; i < m; i++) {
                 struct drv_instance_stats *is = &s.instances[s.n_instances];
-                virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
+                char uuid[VIR_UUID_STRING_BUFLEN];
+                bool off = false;
                 virDomainInfo info;
-                int m;
 
-                /* One that vanished since the listing simply is not reported. */
-                if (virDomainGetInfo(o[i].dom, &info) < 0)
+                if (virDomainGetUUIDString(recs[i]->dom, uuid) < 0)
                         continue;
-                memcpy(is->uuid, o[i].inst.uuid, sizeof(is->uuid));
-                is->cpu_time_ns = info.cpuTime;
-                is->memory_kib = info.state == VIR_DOMAIN_SHUTOFF ? 0 : info.memory;
-                m = info.state == VIR_DOMAIN_SHUTOFF ? -1 :
-                    virDomainMemoryStats(o[i].dom, ms, VIR_DOMAIN_MEMORY_STAT_NR, 0);
-                for (int j = 0; j < m; j++)
-                        if (ms[j].tag == VIR_DOMAIN_MEMORY_STAT_RSS)
-                                is->memory_kib = ms[j].val;
+                memset(is, 0, sizeof(*is));
+                snprintf(is->uuid, sizeof(is->uuid), "%s", uuid);
+                if (record_read(recs[i], is, &off) == 0) {
+                        /* One that vanished since the listing simply is not reported. */
+                        if (virDomainGetInfo(recs[i]->dom, &info) < 0)
+                                continue;
+                        if (!is->cpu_time_ns)
+                                is->cpu_time_ns = info.cpuTime;
+                        if (!is->memory_kib)
+                                is->memory_kib = info.memory;
+                        off = info.state == VIR_DOMAIN_SHUTOFF;
+                }
+                if (off)
+                        is->memory_kib = 0;
                 s.n_instances++;
         }
         owned_free(o, (size_t)n);

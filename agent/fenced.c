@@ -4,7 +4,9 @@
  * It touches only domains the libvirt driver calls lsc's (its metadata element). */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -24,6 +26,7 @@
 #define BEAT_US (10LL * 1000000)         /* a debug line saying how things stand */
 #define GARBAGE_LOG_US (1LL * 1000000)   /* at most one warning a second about garbage */
 #define PETS_PER_WAKE 64
+#define SWEEP_THREADS 16                 /* destroys at once: one takes seconds (qemu's reaping) */
 
 const char *const fenced_pet_names[FENCED_PET_COUNT] = {
         [FENCED_PET_ARMED] = "armed",
@@ -117,13 +120,48 @@ static int driver_open(struct fenced *f, int64_t now)
         return 0;
 }
 
-/* Destroys every lsc domain (and its ephemeral overlay); true when none is left. */
+/* One sweep's destroys, shared by its threads: each takes the next domain. */
+struct sweep_work {
+        struct drv *drv;
+        const struct drv_instance *inv;
+        int n;
+        atomic_int next, done, failed;
+};
+
+static void *sweep_thread(void *arg)
+{
+        struct sweep_work *w = arg;
+        int i;
+
+        while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
+                const struct drv_instance *d = &w->inv[i];
+                /* at most the generation listed: a newer binding made meanwhile is not this lease's */
+                int r = drv_destroy(w->drv, d->uuid, d->generation);
+
+                if (r < 0) {
+                        atomic_fetch_add(&w->failed, 1);
+                        log_error("cannot destroy domain %s (%s) generation %llu: %s", d->name, d->uuid,
+                                  (unsigned long long)d->generation, lsc_err_msg(r));
+                        continue;
+                }
+                atomic_fetch_add(&w->done, 1);
+                log_warn("destroyed domain %s (%s) generation %llu (was %s)", d->name, d->uuid,
+                         (unsigned long long)d->generation, drv_state_names[d->state]);
+        }
+        return NULL;
+}
+
+/* Destroys every lsc domain (and its ephemeral overlay) at once, not one after another:
+ * a libvirt destroy waits until qemu is reaped, which takes seconds on a loaded host, and
+ * the manager's grace must cover the whole sweep. True when none is left. */
 static bool sweep(struct fenced *f, int64_t now)
 {
         _cleanup_free_ struct drv_instance *inv = NULL;
         bool first = f->lease.swept_for_us != f->lease.deadline_us;
         int64_t late = now - f->lease.deadline_us;
-        int n, done = 0, failed = 0;
+        struct sweep_work w = { .n = 0 };
+        pthread_t th[SWEEP_THREADS];
+        int n, nth = 0, done, failed;
 
         if (!f->drv && driver_open(f, now) < 0)
                 return false;
@@ -141,20 +179,21 @@ static bool sweep(struct fenced *f, int64_t now)
         else
                 log_debug("lease still ended (%lld ms ago): no lsc domains on %s", (long long)ms(late),
                           f->cfg->uri);
-        for (int i = 0; i < n; i++) {
-                /* at most the generation listed: a newer binding made meanwhile is not this lease's */
-                int r = drv_destroy(f->drv, inv[i].uuid, inv[i].generation);
-
-                if (r < 0) {
-                        failed++;
-                        log_error("cannot destroy domain %s (%s) generation %llu: %s", inv[i].name, inv[i].uuid,
-                                  (unsigned long long)inv[i].generation, lsc_err_msg(r));
-                        continue;
-                }
-                done++;
-                log_warn("destroyed domain %s (%s) generation %llu (was %s)", inv[i].name, inv[i].uuid,
-                         (unsigned long long)inv[i].generation, drv_state_names[inv[i].state]);
-        }
+        w.drv = f->drv;
+        w.inv = inv;
+        w.n = n;
+        atomic_init(&w.next, 0);
+        atomic_init(&w.done, 0);
+        atomic_init(&w.failed, 0);
+        /* threads beyond the first are a help, not a need: the calling thread works too */
+        for (int i = 0; i < n - 1 && nth < SWEEP_THREADS - 1; i++)
+                if (pthread_create(&th[nth], NULL, sweep_thread, &w) == 0)
+                        nth++;
+        sweep_thread(&w);
+        for (int i = 0; i < nth; i++)
+                pthread_join(th[i], NULL);
+        done = atomic_load(&w.done);
+        failed = atomic_load(&w.failed);
         if (n)
                 log_warn("fenced: %d domains destroyed, %d failed, %lld ms after the deadline", done, failed,
                          (long long)ms(lsc_boot_us() - f->lease.deadline_us));

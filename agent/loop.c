@@ -139,6 +139,9 @@ struct agent_loop {
                                           * already reported: it is dropped */
         struct drv_stats stats_prev, stats_cur;
         int n_stats;                     /* samples held: 0, 1 or 2 */
+        int64_t load_sent_us;            /* sampled_us of the stats whose figures (host
+                                          * and instances) went out: each sample goes out
+                                          * once, so a hung driver does not repeat them */
         int health;
         char health_msg[256];
 
@@ -337,6 +340,8 @@ static void run_probe(struct job *j)
         job_health(j, j->drv);
         job_list(j, j->drv);
         j->has_stats = drv_stats(j->drv, &j->stats) == 0;
+        if (j->has_stats && !j->stats.sampled_us)
+                j->stats.sampled_us = now_us();  /* a backend that does not stamp its samples */
 }
 
 static void run_command(struct job *j)
@@ -627,7 +632,32 @@ static int send_env(struct agent_loop *l, Lsc__Envelope *env)
 }
 
 /* The inventory as Instance messages borrowing l->inv's strings (two malloc'd arrays). */
-static int instances_build(struct agent_loop *l, Lsc__Instance **ret_items, Lsc__Instance ***ret_ptrs)
+/* The last two samples' figures for inventory entry i, when they have it: vCPUs busy
+ * between them, memory at the last. */
+static void instance_load(const struct agent_loop *l, int i, Lsc__Instance *it)
+{
+        const struct drv_stats *s = &l->stats_cur;
+        size_t k = (size_t)i;
+        double vcpus;
+
+        if (l->n_stats < 1)
+                return;
+        if (k >= s->n_instances || strcmp(s->instances[k].uuid, l->inv[i].uuid) != 0)
+                for (k = 0; k < s->n_instances && strcmp(s->instances[k].uuid, l->inv[i].uuid) != 0; k++)
+                        ;
+        if (k == s->n_instances)
+                return;
+        it->has_memory_mib = 1;
+        it->memory_mib = s->instances[k].memory_kib / 1024;
+        if (l->n_stats == 2 && drv_stats_instance_vcpus(&l->stats_prev, s, k, &vcpus) == 0) {
+                it->has_cpu = 1;
+                it->cpu = vcpus;
+        }
+}
+
+/* with_load: heartbeats carry each instance's figures, registrations do not. */
+static int instances_build(struct agent_loop *l, bool with_load, Lsc__Instance **ret_items,
+                           Lsc__Instance ***ret_ptrs)
 {
         size_t n = l->n_inv > 0 ? (size_t)l->n_inv : 0;
         Lsc__Instance *items = calloc(n ? n : 1, sizeof(*items));
@@ -647,6 +677,8 @@ static int instances_build(struct agent_loop *l, Lsc__Instance **ret_items, Lsc_
                 items[i].generation = l->inv[i].generation;
                 items[i].state = (char *)((unsigned)l->inv[i].state < DRV_STATE_COUNT
                                                   ? drv_state_names[l->inv[i].state] : "crashed");
+                if (with_load)
+                        instance_load(l, i, &items[i]);
                 ptrs[i] = &items[i];
         }
         *ret_items = items;
@@ -665,7 +697,7 @@ static void send_register(struct agent_loop *l, int64_t now)
         char health[256];
         int r, n;
 
-        if ((n = instances_build(l, &items, &inst)) < 0) {
+        if ((n = instances_build(l, false, &items, &inst)) < 0) {
                 log_error("register not sent: %s", lsc_err_msg(n));
                 l->next_reg_us = now + (int64_t)l->cfg->register_retry_ms * 1000;
                 return;
@@ -715,9 +747,10 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
         _cleanup_free_ Lsc__Instance *items = NULL;
         _cleanup_free_ Lsc__Instance **inst = NULL;
         char health[256];
+        bool fresh = l->n_stats >= 1 && l->stats_cur.sampled_us != l->load_sent_us;
         int r, n;
 
-        if ((n = instances_build(l, &items, &inst)) < 0) {
+        if ((n = instances_build(l, fresh, &items, &inst)) < 0) {
                 log_error("heartbeat not sent: %s", lsc_err_msg(n));
                 return;
         }
@@ -726,7 +759,7 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
         hb.has_healthy = 1;
         hb.healthy = health_now(l, now, health, sizeof(health));
         hb.health = health;
-        if (l->n_stats >= 1) {
+        if (fresh) {
                 const struct drv_stats *s = &l->stats_cur;
 
                 if (s->host_memory_total_kib >= s->host_memory_free_kib) {
@@ -738,6 +771,7 @@ static void send_heartbeat(struct agent_loop *l, int64_t now)
                         util.cpu = drv_stats_cpu_permille(&l->stats_prev, s) / 1000.0;
                 }
                 hb.util = &util;
+                l->load_sent_us = s->sampled_us;
         }
         env.body_case = LSC__ENVELOPE__BODY_HEARTBEAT;
         env.heartbeat = &hb;

@@ -1,6 +1,7 @@
 /* bench-sched: placement decisions per second over an in-memory view of a large cloud.
  * Builds mixed hosts (sizes, kinds, labels, some down or drained), then places and
- * applies identities one by one, timing each decision. The last line is JSON. */
+ * applies identities one by one, timing each decision; once with die-off awareness off,
+ * once on. The last line is JSON. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,54 +156,88 @@ static int cmp_u32(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv)
+/* What one pass measured. */
+struct pass {
+        uint64_t nofit, total_ns, wall_ns;
+        double p50, p99, max;
+        struct sched_res alloc, used;
+        char why[512];
+};
+
+/* Die-off awareness's inputs, as lscd would feed them: each host's physical vCPUs (a
+ * quarter of its allocatable ones) and a load forecast with a daily peak; requests
+ * with a clock, a lifetime for most, an expected load, and some rebirths. */
+static int aware_inputs(struct sched_view *v, struct sched_rng *w)
 {
-        struct opts o = { .hosts = 10000, .identities = 100000, .seed = 1, .k = SCHED_K_DEFAULT };
+        for (uint32_t i = 0; i < sched_view_host_count(v); i++) {
+                const struct sched_host *h = sched_view_host_const(v, i);
+                uint32_t phys = (uint32_t)(h->alloc.vcpus / 4), prof[SCHED_SLOTS];
+                uint32_t base = phys * (200 + sched_rng_below(w, 400));
+                int r;
+
+                for (uint32_t s = 0; s < SCHED_SLOTS; s++)
+                        prof[s] = base + (s >= 9 && s <= 17 ? base / 2 : 0);
+                if ((r = sched_host_set_load(v, i, phys, prof)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void aware_request(struct sched_rng *w, uint64_t i, struct sched_request *rq)
+{
+        rq->now = 1700000000 + (int64_t)i;
+        if (sched_rng_below(w, 100) < 60)
+                rq->expires_at = rq->now + 7 * 86400 - sched_rng_below(w, 60480);
+        rq->load_m = (uint32_t)rq->need.vcpus * (100 + sched_rng_below(w, 800));
+        rq->rebirth = sched_rng_below(w, 100) < 10;
+        rq->load_known = rq->rebirth;
+}
+
+static int run_pass(const struct opts *o, bool aware, struct pass *ret)
+{
         _cleanup_(sched_view_free) struct sched_view *v = NULL;
         struct sched_rng rng, work;
         struct labels L;
-        uint64_t nofit = 0, t0, t1, total_ns = 0;
+        uint64_t t0, t1;
         uint32_t *lat;
-        char why[512] = "";
         int r;
 
-        if (parse(argc, argv, &o) < 0)
-                return 2;
-        if ((r = sched_view_new(&v)) < 0 || (r = sched_view_set_k(v, (unsigned)o.k)) < 0) {
-                fprintf(stderr, "bench-sched: %s\n", lsc_err_msg(r));
-                return 1;
-        }
-        sched_rng_seed(&work, o.seed ^ 0x5eedull);
-        sched_rng_seed(&rng, o.seed);
+        *ret = (struct pass){ 0 };
+        if ((r = sched_view_new(&v)) < 0 || (r = sched_view_set_k(v, (unsigned)o->k)) < 0 ||
+            (r = sched_view_set_aware(v, aware, SCHED_AWARE_SAMPLES_DEFAULT, SCHED_AWARE_FIT_PCT_DEFAULT)) < 0)
+                return r;
+        sched_rng_seed(&work, o->seed ^ 0x5eedull);
+        sched_rng_seed(&rng, o->seed);
         t0 = now_ns();
-        r = build_hosts(v, &o, &work, &L);
-        if (r < 0) {
-                fprintf(stderr, "bench-sched: building hosts: %s\n", lsc_err_msg(r));
-                return 1;
-        }
+        r = build_hosts(v, o, &work, &L);
+        if (r == 0 && aware)
+                r = aware_inputs(v, &work);
+        if (r < 0)
+                return r;
         t1 = now_ns();
-        printf("built %llu hosts in %.1f ms\n", (unsigned long long)o.hosts, (t1 - t0) / 1e6);
+        printf("%s: built %llu hosts in %.1f ms\n", aware ? "aware" : "plain",
+               (unsigned long long)o->hosts, (t1 - t0) / 1e6);
 
-        lat = malloc(o.identities * sizeof(*lat));
-        if (!lat) {
-                fprintf(stderr, "bench-sched: out of memory\n");
-                return 1;
-        }
+        lat = malloc(o->identities * sizeof(*lat));
+        if (!lat)
+                return -ENOMEM;
         uint64_t start = now_ns();
-        for (uint64_t i = 0; i < o.identities; i++) {
+        for (uint64_t i = 0; i < o->identities; i++) {
                 struct sched_request rq;
                 struct sched_reasons reasons;
                 uint32_t labels[SCHED_LABELS_MAX], host;
 
                 next_request(&work, &L, &rq, labels);
+                if (aware)
+                        aware_request(&work, i, &rq);
                 t0 = now_ns();
                 r = sched_place(v, &rq, &rng, &host, &reasons);
                 t1 = now_ns();
                 lat[i] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
-                total_ns += t1 - t0;
+                ret->total_ns += t1 - t0;
                 if (r == -ENOSPC) {
-                        if (!nofit++)
-                                sched_reasons_format(v, &rq, &reasons, why, sizeof(why));
+                        if (!ret->nofit++)
+                                sched_reasons_format(v, &rq, &reasons, ret->why, sizeof(ret->why));
                         continue;
                 }
                 if (r == 0)
@@ -211,41 +246,64 @@ int main(int argc, char **argv)
                         fprintf(stderr, "bench-sched: decision %llu: %s\n", (unsigned long long)i,
                                 lsc_err_msg(r));
                         free(lat);
-                        return 1;
+                        return r;
                 }
         }
-        uint64_t wall = now_ns() - start;
-
-        struct sched_res alloc = { 0 }, used = { 0 };
+        ret->wall_ns = now_ns() - start;
         for (uint32_t i = 0; i < sched_view_host_count(v); i++) {
                 const struct sched_host *h = sched_view_host_const(v, i);
 
-                alloc.vcpus += h->alloc.vcpus;
-                alloc.memory_mib += h->alloc.memory_mib;
-                used.vcpus += h->used.vcpus;
-                used.memory_mib += h->used.memory_mib;
+                ret->alloc.vcpus += h->alloc.vcpus;
+                ret->alloc.memory_mib += h->alloc.memory_mib;
+                ret->used.vcpus += h->used.vcpus;
+                ret->used.memory_mib += h->used.memory_mib;
         }
-        qsort(lat, o.identities, sizeof(*lat), cmp_u32);
-        double p50 = lat[o.identities / 2] / 1e3;
-        double p99 = lat[(o.identities * 99) / 100] / 1e3;
-        double max = lat[o.identities - 1] / 1e3;
-        uint64_t rate = (uint64_t)(o.identities / (wall / 1e9));
-
-        printf("placed %llu of %llu identities on %llu hosts (k=%llu, seed %llu); %llu found no host\n",
-               (unsigned long long)(o.identities - nofit), (unsigned long long)o.identities,
-               (unsigned long long)o.hosts, (unsigned long long)o.k, (unsigned long long)o.seed,
-               (unsigned long long)nofit);
-        if (nofit)
-                printf("first no-fit: %s\n", why);
-        printf("fill: %.1f%% of vCPUs, %.1f%% of memory\n", 100.0 * used.vcpus / alloc.vcpus,
-               100.0 * used.memory_mib / alloc.memory_mib);
-        printf("%.1f ms in total (place + apply): %llu decisions/s; decisions alone %.1f ms "
-               "(%.0f/s)\n", wall / 1e6, (unsigned long long)rate, total_ns / 1e6,
-               o.identities / (total_ns / 1e9));
-        printf("latency per decision: p50 %.2f us, p99 %.2f us, max %.2f us\n", p50, p99, max);
-        printf("{\"hosts\":%llu,\"identities\":%llu,\"decisions_per_s\":%llu,\"p50_us\":%.2f,"
-               "\"p99_us\":%.2f}\n", (unsigned long long)o.hosts, (unsigned long long)o.identities,
-               (unsigned long long)rate, p50, p99);
+        qsort(lat, o->identities, sizeof(*lat), cmp_u32);
+        ret->p50 = lat[o->identities / 2] / 1e3;
+        ret->p99 = lat[(o->identities * 99) / 100] / 1e3;
+        ret->max = lat[o->identities - 1] / 1e3;
         free(lat);
+        return 0;
+}
+
+static void pass_print(const struct opts *o, const char *what, const struct pass *p)
+{
+        printf("%s: placed %llu of %llu identities on %llu hosts (k=%llu, seed %llu); %llu found no host\n",
+               what, (unsigned long long)(o->identities - p->nofit), (unsigned long long)o->identities,
+               (unsigned long long)o->hosts, (unsigned long long)o->k, (unsigned long long)o->seed,
+               (unsigned long long)p->nofit);
+        if (p->nofit)
+                printf("%s: first no-fit: %s\n", what, p->why);
+        printf("%s: fill: %.1f%% of vCPUs, %.1f%% of memory\n", what, 100.0 * p->used.vcpus / p->alloc.vcpus,
+               100.0 * p->used.memory_mib / p->alloc.memory_mib);
+        printf("%s: %.1f ms in total (place + apply): %llu decisions/s; decisions alone %.1f ms "
+               "(%.0f/s)\n", what, p->wall_ns / 1e6, (unsigned long long)(o->identities / (p->wall_ns / 1e9)),
+               p->total_ns / 1e6, o->identities / (p->total_ns / 1e9));
+        printf("%s: latency per decision: p50 %.2f us, p99 %.2f us, max %.2f us\n", what, p->p50, p->p99,
+               p->max);
+}
+
+int main(int argc, char **argv)
+{
+        struct opts o = { .hosts = 10000, .identities = 100000, .seed = 1, .k = SCHED_K_DEFAULT };
+        struct pass plain, aware;
+        int r;
+
+        if (parse(argc, argv, &o) < 0)
+                return 2;
+        /* Plain first: the figure issue 3's goal is about, awareness off. Then the same
+         * hosts and requests with die-off awareness on (SCHED_AWARE_SAMPLES_DEFAULT
+         * hosts compared per decision). */
+        if ((r = run_pass(&o, false, &plain)) < 0 || (pass_print(&o, "plain", &plain), 0) ||
+            (r = run_pass(&o, true, &aware)) < 0) {
+                fprintf(stderr, "bench-sched: %s\n", lsc_err_msg(r));
+                return 1;
+        }
+        pass_print(&o, "aware", &aware);
+        printf("{\"hosts\":%llu,\"identities\":%llu,\"decisions_per_s\":%llu,\"p50_us\":%.2f,"
+               "\"p99_us\":%.2f,\"aware_decisions_per_s\":%llu,\"aware_p50_us\":%.2f,\"aware_p99_us\":%.2f}\n",
+               (unsigned long long)o.hosts, (unsigned long long)o.identities,
+               (unsigned long long)(o.identities / (plain.wall_ns / 1e9)), plain.p50, plain.p99,
+               (unsigned long long)(o.identities / (aware.wall_ns / 1e9)), aware.p50, aware.p99);
         return 0;
 }

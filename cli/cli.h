@@ -103,6 +103,9 @@ int cli_call_list(const struct cli_opts *o, Lsc__Request *req, char **after, Lsc
 
 /* output.c */
 int cli_print_server(const struct cli_opts *o, const Lsc__Server *s);
+/* As cli_print_server, with the measured load that lscd adds to a show's answer (or
+ * says it has none). */
+int cli_print_server_shown(const struct cli_opts *o, const Lsc__Server *s);
 int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n);
 int cli_print_pool(const struct cli_opts *o, const Lsc__Pool *p);
 int cli_print_pools(const struct cli_opts *o, Lsc__Pool *const *v, size_t n);
@@ -125,6 +128,7 @@ int cli_host(struct cli_opts *o, int argc, char **argv);
 int cli_server_start(struct cli_opts *o, int argc, char **argv);
 int cli_server_stop(struct cli_opts *o, int argc, char **argv);
 int cli_server_migrate(struct cli_opts *o, int argc, char **argv);
+int cli_server_renew(struct cli_opts *o, int argc, char **argv);
 /* plan.c: lsc plan server ... */
 int cli_plan(struct cli_opts *o, int argc, char **argv);
 void cli_plan_help(FILE *f);

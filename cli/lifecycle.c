@@ -1,6 +1,7 @@
 /* lsc server start|stop|migrate [--wait]: ask lscd to run, stop or move an identity, and
  * with --wait follow it (pending -> binding -> running, or stopping -> defined) until it
- * gets there. start --dry-run only says where it could go. */
+ * gets there. start --dry-run only says where it could go. renew pushes a mayfly's
+ * death out. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #define WAIT_POLL_NS 200000000L
 #define START_CHUNK 1000               /* servers per start request: lscd's limit */
 
-enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT, OPT_DRY_RUN, OPT_TO };
+enum { OPT_WAIT = CLI_OPT_VERB + 0x40, OPT_WAIT_TIMEOUT, OPT_DRY_RUN, OPT_TO, OPT_BY };
 
 enum verb { VERB_START, VERB_STOP, VERB_MIGRATE };
 
@@ -189,6 +190,51 @@ static int lifecycle(struct cli_opts *o, int argc, char **argv, enum verb which)
                 return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
         if (wait)
                 return wait_for(o, argv[optind], which == VERB_STOP ? "defined" : "running", limit);
+        return cli_print_server(o, reply->servers[0]);
+}
+
+/* renew NAME [--by DURATION]: a running mayfly dies DURATION (default: its lifetime)
+ * from now instead; lscd refuses when it is not a running mayfly or was renewed
+ * mayfly_renew_max times in this binding. */
+int cli_server_renew(struct cli_opts *o, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "by", required_argument, NULL, OPT_BY },
+                CLI_OPTIONS_GLOBAL,
+                {}
+        };
+        _cleanup_reply_ Lsc__Reply *reply = NULL;
+        Lsc__Request req = LSC__REQUEST__INIT;
+        Lsc__ServerRenew rn = LSC__SERVER_RENEW__INIT;
+        uint64_t by = 0;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CLI_OPTSTRING, options, NULL)) != -1) {
+                switch (c) {
+                case OPT_BY:
+                        if ((r = lsc_duration_parse(optarg, &by)) < 0 || (r = lsc_validate_lifetime_s(by)) < 0)
+                                return r;
+                        if (by == 0)
+                                return cli_usage(TOPIC, "--by 0: give a duration of 1 s or more");
+                        break;
+                default:
+                        if ((r = cli_opt_common(o, TOPIC, c, argv, options)) != 0)
+                                return r;
+                }
+        }
+        if ((r = cli_args(TOPIC, "renew", argc, argv, 1, "a NAME or UUID")) < 0 ||
+            (r = cli_server_ref_check(argv[optind])) < 0)
+                return r;
+        rn.ref = argv[optind];
+        rn.has_by_s = by > 0;
+        rn.by_s = by;
+        req.op_case = LSC__REQUEST__OP_SERVER_RENEW;
+        req.server_renew = &rn;
+        if ((r = cli_call(o, &req, &reply)) < 0)
+                return r;
+        if (reply->n_servers < 1)
+                return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
         return cli_print_server(o, reply->servers[0]);
 }
 

@@ -55,6 +55,7 @@ static void help_main(FILE *f)
 "  server start NAME|UUID [--wait] [--dry-run]           bind it to a host and run it there\n"
 "  server stop NAME|UUID [--wait]                        stop it; it keeps its identity\n"
 "  server migrate NAME|UUID [--to HOST] [--wait]         cold-migrate it to another host\n"
+"  server renew NAME|UUID [--by DURATION]                push a running mayfly's death out\n"
 "  plan server NAME|UUID | --vcpus N --memory MIB        where would it go? binds nothing\n"
 "  pool create NAME --cidr CIDR [--gateway IP]           define an IP address pool\n"
 "  pool list                                             list pools\n"

@@ -195,7 +195,60 @@ static void kv(const char *key, const char *fmt, ...)
         printf("%-12s %s\n", key, val[0] ? val : "-");
 }
 
-static int server_text(const Lsc__Server *s)
+/* ---- measured load ------------------------------------------------------- */
+
+/* The daily profile on one line: an eighth-block per UTC hour 00-23, scaled to the
+ * day's highest bucket; '.' for hours not measured yet. */
+static void sparkline(const Lsc__Measured *m, char *buf, size_t len, double *ret_peak)
+{
+        static const char *const bars[] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+        double peak = 0;
+        size_t at = 0;
+
+        for (size_t i = 0; i < m->n_profile_vcpus; i++)
+                if (m->profile_vcpus[i] > peak)
+                        peak = m->profile_vcpus[i];
+        buf[0] = '\0';
+        for (size_t i = 0; i < m->n_profile_vcpus && at + 4 < len; i++) {
+                double v = m->profile_vcpus[i];
+                const char *c = v < 0 ? "." : bars[peak > 0 ? (int)(v / peak * 7.0 + 0.5) : 0];
+
+                at += (size_t)snprintf(buf + at, len - at, "%s", c);
+        }
+        *ret_peak = peak;
+}
+
+/* Measured load lines; of_vcpus: a host's physical vCPUs (a share is shown), 0 for a server. */
+static void measured_text(const Lsc__Measured *m, uint32_t of_vcpus)
+{
+        char t[40], pct[48] = "", line[160];
+        double peak;
+        int n = 0;
+
+        if (!m) {
+                kv("load:", "not measured (by this lscd)");
+                return;
+        }
+        format_time_s(m->sampled_at, t, sizeof(t));
+        if (of_vcpus)
+                snprintf(pct, sizeof(pct), " of %u (%.0f%%)", of_vcpus, m->cpu_vcpus * 100.0 / of_vcpus);
+        kv("load:", "%.2f vCPUs busy%s, %" PRIu64 " MiB in use (at %s)", m->cpu_vcpus, pct, m->memory_mib, t);
+        if (m->has_cpu_mean_1h)
+                kv("last hour:", "mean %.2f, peak %.2f vCPUs; memory peak %" PRIu64 " MiB", m->cpu_mean_1h,
+                   m->cpu_peak_1h, m->memory_peak_1h_mib);
+        if (!m->n_profile_vcpus)
+                return;
+        for (size_t i = 0; i < m->n_profile_vcpus; i++)
+                n += m->profile_vcpus[i] >= 0;
+        sparkline(m, line, sizeof(line), &peak);
+        if (n)
+                kv("daily:", "%s  (UTC 00-23, %d hour%s measured, top %.2f vCPUs; expected %.2f)", line, n,
+                   n == 1 ? "" : "s", peak, m->cpu_expected);
+        else
+                kv("daily:", "no whole hour measured yet");
+}
+
+static int server_text(const Lsc__Server *s, bool with_load)
 {
         const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
         _cleanup_free_ char *macs = join(sp->macs, sp->n_macs, ", ");
@@ -237,6 +290,12 @@ static int server_text(const Lsc__Server *s)
         } else {
                 kv("expires:", "never");
         }
+        if (sp->lifetime_s || s->turnovers || s->postponed)
+                kv("turnovers:", "%" PRIu64 " so far; death postponed %" PRIu64 " time%s (no rebirth host); "
+                   "renewed %u time%s in this binding", s->turnovers, s->postponed, s->postponed == 1 ? "" : "s",
+                   s->renewals, s->renewals == 1 ? "" : "s");
+        if (s->turnover_to && s->turnover_to[0])
+                kv("turnover:", "under way: reborn on %s (reserved)", s->turnover_to);
         kv("desired:", "%s", or_dash(s->desired));
         if (sp->n_require_labels) {
                 _cleanup_free_ char *req = join_labels(sp->require_labels, sp->n_require_labels, ", ");
@@ -251,6 +310,8 @@ static int server_text(const Lsc__Server *s)
                 kv("failures:", "%u failed binding%s in a row", s->failures, s->failures == 1 ? "" : "s");
         kv("host:", "%s", or_dash(s->host));
         kv("generation:", "%" PRIu64, s->generation);
+        if (with_load)
+                measured_text(s->measured, 0);
         format_time_s(s->created_at, t, sizeof(t));
         kv("created:", "%s", s->created_at ? t : "-");
         format_time_s(s->updated_at, t, sizeof(t));
@@ -356,7 +417,48 @@ static json_t *jtime_s(int64_t s)
         return json_string(buf);
 }
 
-static json_t *server_json(const Lsc__Server *s)
+static json_t *measured_json(const Lsc__Measured *m, uint32_t of_vcpus)
+{
+        json_t *o, *prof;
+        int bad;
+
+        if (!m)
+                return json_null();
+        o = json_object();
+        prof = json_array();
+        bad = !o || !prof;
+        for (size_t i = 0; !bad && i < m->n_profile_vcpus; i++)
+                bad |= json_array_append_new(prof, m->profile_vcpus[i] >= 0 ? json_real(m->profile_vcpus[i])
+                                                                            : json_null()) < 0;
+        if (bad) {
+                json_decref(o);
+                json_decref(prof);
+                return NULL;
+        }
+        bad |= jset(o, "cpu_vcpus", json_real(m->cpu_vcpus));
+        if (of_vcpus)
+                bad |= jset(o, "cpu_pct", json_real(m->cpu_vcpus * 100.0 / of_vcpus));
+        bad |= jset(o, "memory_mib", json_integer((json_int_t)m->memory_mib));
+        bad |= jset(o, "sampled_at", jtime_s(m->sampled_at));
+        bad |= jset(o, "cpu_mean_1h", m->has_cpu_mean_1h ? json_real(m->cpu_mean_1h) : json_null());
+        bad |= jset(o, "cpu_peak_1h", m->has_cpu_peak_1h ? json_real(m->cpu_peak_1h) : json_null());
+        bad |= jset(o, "memory_peak_1h_mib", m->has_memory_peak_1h_mib
+                                                     ? json_integer((json_int_t)m->memory_peak_1h_mib)
+                                                     : json_null());
+        if (m->n_profile_vcpus) {
+                bad |= jset(o, "cpu_expected", m->has_cpu_expected ? json_real(m->cpu_expected) : json_null());
+                bad |= jset(o, "profile_vcpus", prof);
+        } else {
+                json_decref(prof);
+        }
+        if (bad) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *server_json(const Lsc__Server *s, bool with_load)
 {
         const Lsc__ServerSpec *sp = s->spec ? s->spec : &empty_spec;
         json_t *o = json_object(), *labels = json_object();
@@ -387,6 +489,10 @@ static json_t *server_json(const Lsc__Server *s)
         bad |= jset(o, "lifetime_s", sp->lifetime_s ? json_integer((json_int_t)sp->lifetime_s)
                                                     : json_null());
         bad |= jset(o, "expires_at", jtime_s(s->expires_at));
+        bad |= jset(o, "turnovers", json_integer((json_int_t)s->turnovers));
+        bad |= jset(o, "postponed", json_integer((json_int_t)s->postponed));
+        bad |= jset(o, "renewals", json_integer(s->renewals));
+        bad |= jset(o, "turnover_to", s->turnover_to && s->turnover_to[0] ? jstr(s->turnover_to) : json_null());
         bad |= jset(o, "desired", jstr(s->desired));
         {
                 json_t *req = json_object();
@@ -403,6 +509,9 @@ static json_t *server_json(const Lsc__Server *s)
         bad |= jset(o, "generation", json_integer((json_int_t)s->generation));
         bad |= jset(o, "created_at", jtime_s(s->created_at));
         bad |= jset(o, "updated_at", jtime_s(s->updated_at));
+        /* lscd measures only for show: a list has no room for it */
+        if (with_load)
+                bad |= jset(o, "measured", measured_json(s->measured, 0));
         if (bad) {
                 json_decref(o);
                 return NULL;
@@ -485,19 +594,29 @@ static json_t *json_list(void *const *v, size_t n, json_t *(*f)(const void *))
         return a;
 }
 
-static json_t *server_json_v(const void *p) { return server_json(p); }
+static json_t *server_json_v(const void *p) { return server_json(p, false); }
 static json_t *pool_json_v(const void *p) { return pool_json(p); }
 static json_t *event_json_v(const void *p) { return event_json(p); }
 
 /* ---- the entry points ---------------------------------------------------- */
 
-int cli_print_server(const struct cli_opts *o, const Lsc__Server *s)
+static int print_server(const struct cli_opts *o, const Lsc__Server *s, bool with_load)
 {
         if (o->json) {
-                _cleanup_json_ json_t *j = server_json(s);
+                _cleanup_json_ json_t *j = server_json(s, with_load);
                 return json_print(j);
         }
-        return server_text(s);
+        return server_text(s, with_load);
+}
+
+int cli_print_server(const struct cli_opts *o, const Lsc__Server *s)
+{
+        return print_server(o, s, false);
+}
+
+int cli_print_server_shown(const struct cli_opts *o, const Lsc__Server *s)
+{
+        return print_server(o, s, true);
 }
 
 int cli_print_servers(const struct cli_opts *o, Lsc__Server *const *v, size_t n)
@@ -618,6 +737,7 @@ static json_t *host_json(const Lsc__Host *h)
         bad |= jset(o, "last_seen_ms_ago", h->last_seen_ms_ago >= 0 ? json_integer(h->last_seen_ms_ago)
                                                                       : json_null());
         bad |= jset(o, "created_at", jtime_s(h->created_at));
+        bad |= jset(o, "measured", measured_json(h->measured, cap->vcpus));
         if (bad) {
                 json_decref(o);
                 return NULL;
@@ -656,6 +776,7 @@ int cli_print_host(const struct cli_opts *o, const Lsc__Host *h)
            cap->memory_mib, h->alloc_ratio);
         kv("disk:", "%" PRIu64 " GiB used of %" PRIu64 " GiB", used->disk_gib, cap->disk_gib);
         kv("instances:", "%s", instances[0] ? instances : "-");
+        measured_text(h->measured, cap->vcpus);
         kv("epoch:", "%" PRIu64, h->epoch);
         if (h->last_seen_ms_ago >= 0)
                 kv("last seen:", "%.1f s ago", (double)h->last_seen_ms_ago / 1000.0);
@@ -668,7 +789,7 @@ int cli_print_host(const struct cli_opts *o, const Lsc__Host *h)
 int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n)
 {
         static const char *const head[] = { "NAME", "LIVENESS", "ADMIN", "HEALTHY", "DRIVER",
-                                            "VCPUS", "MEMORY", "INSTANCES" };
+                                            "VCPUS", "MEMORY", "INSTANCES", "LOAD" };
         _cleanup_(table_done) struct table t = { .ncols = ARRAY_SIZE(head) };
         int r = 0;
 
@@ -689,7 +810,10 @@ int cli_print_hosts(const struct cli_opts *o, Lsc__Host *const *v, size_t n)
                     (r = table_addf(&t, "%u/%u", used->vcpus, cap->vcpus)) < 0 ||
                     (r = table_addf(&t, "%" PRIu64 "/%" PRIu64 "MiB", used->memory_mib, cap->memory_mib)) < 0)
                         return r;
-                r = table_addf(&t, "%zu", h->n_instances);
+                if ((r = table_addf(&t, "%zu", h->n_instances)) < 0)
+                        return r;
+                /* measured vCPUs busy over physical ones */
+                r = h->measured ? table_addf(&t, "%.1f/%u", h->measured->cpu_vcpus, cap->vcpus) : table_add(&t, "-");
         }
         if (r < 0)
                 return r;

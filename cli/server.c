@@ -48,6 +48,10 @@ void cli_server_help(FILE *f)
 "        Cold migration of a running server: destroyed where it runs (acknowledged),\n"
 "        bound again with generation + 1 on another host (HOST with --to), started.\n"
 "        UUID, MACs, IPs and hostname stay the same; an event records from -> to.\n"
+"  renew NAME|UUID [--by DURATION]\n"
+"        A running mayfly dies DURATION from now (default: one lifetime) instead of at\n"
+"        its expires_at. lscd allows mayfly_renew_max renewals per binding (default 3)\n"
+"        and refuses a server that is not a running mayfly. See docs/mayflies-operations.md.\n"
 "  --wait follows the server until it gets there (running, or defined for stop),\n"
 "  printing each state; it gives up after --wait-timeout seconds (default 120) and\n"
 "  exits 1, as it does when the server ends up failed.\n"
@@ -84,7 +88,9 @@ void cli_server_help(FILE *f)
 "                       0-9 and '-', at most 253 characters (default NAME)\n"
 "  --lifetime DURATION  make it a mayfly: retired and reborn on another host after this\n"
 "                       long. A whole number and one unit s, m, h or d (30s, 168h, 7d),\n"
-"                       at most 3650d (default: none, the server lives until deleted)\n"
+"                       at most 3650d (default: none, the server lives until deleted).\n"
+"                       Its death is set at each binding, lifetime +- lscd's jitter\n"
+"                       (expires in show); edit changes it from the next binding\n"
 "  --group NAME         join the placement group NAME ('lsc group --help'); it must\n"
 "                       exist (default: none). edit: --group none leaves the group.\n"
 "                       The group, like vcpus, memory and disk, changes only while the\n"
@@ -92,7 +98,7 @@ void cli_server_help(FILE *f)
 "Only with edit:\n"
 "  --name NEW           rename the server (same rules as NAME)\n"
 "  --unlabel KEY        remove the label KEY; repeat for more (at most 64)\n"
-"  --lifetime none      stop being a mayfly\n"
+"  --lifetime none      stop being a mayfly (its planned death is cancelled at once)\n"
 "\n"
 "Examples:\n"
 "  lsc server create web1 --vcpus 2 --memory 2048 --disk 20 --image debian-12 \\\n"
@@ -562,7 +568,9 @@ static int server_show(struct cli_opts *o, int argc, char **argv)
         req.server_get = &ref;
         if ((r = cli_call(o, &req, &reply)) < 0)
                 return r;
-        return print_one(o, reply);
+        if (reply->n_servers < 1 || !reply->servers[0])
+                return lsc_err_set(-EBADMSG, "the manager's reply carries no server");
+        return cli_print_server_shown(o, reply->servers[0]);
 }
 
 static int server_delete(struct cli_opts *o, int argc, char **argv)
@@ -607,6 +615,7 @@ int cli_server(struct cli_opts *o, int argc, char **argv)
                 { "start",  cli_server_start },
                 { "stop",   cli_server_stop },
                 { "migrate", cli_server_migrate },
+                { "renew",  cli_server_renew },
         };
 
         return cli_dispatch(o, TOPIC, verbs, ARRAY_SIZE(verbs), argc, argv);

@@ -2,6 +2,7 @@
  * away, and costs no transaction), run by the store thread, answered when they come back. */
 #define _GNU_SOURCE             /* asprintf */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +121,7 @@ static bool internal_op(Lsc__Request__OpCase op)
 {
         return op == LSC__REQUEST__OP_HOST_REGISTER || op == LSC__REQUEST__OP_LOAD ||
                op == LSC__REQUEST__OP_BIND || op == LSC__REQUEST__OP_TRANSITION ||
-               op == LSC__REQUEST__OP_TRANSITIONS;
+               op == LSC__REQUEST__OP_TRANSITIONS || op == LSC__REQUEST__OP_TURNOVER;
 }
 
 void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *env)
@@ -212,8 +213,63 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         l->inflight++;
 }
 
+/* Three decimals: the figures are measured, not exact, and floats print long. */
+static double milli(double v)
+{
+        return round(v * 1000.0) / 1000.0;
+}
+
+/* A history as the CLI shows it; with_profile adds the 24 hourly buckets (show, not
+ * list: a list page has room for the summary only). NULL when nothing is known. */
+static Lsc__Measured *measured_of(const struct load_hist *h, bool with_profile)
+{
+        int64_t wall_s = lsc_wall_us() / 1000000;
+        struct load_summary s;
+        Lsc__Measured *m;
+        double expected;
+
+        if (!h || load_hist_summary(h, wall_s, &s) < 0 || !(m = malloc(sizeof(*m))))
+                return NULL;
+        lsc__measured__init(m);
+        m->has_cpu_vcpus = m->has_memory_mib = m->has_sampled_at = 1;
+        m->cpu_vcpus = milli(s.now[LOAD_CPU]);
+        m->memory_mib = (uint64_t)llround(s.now[LOAD_MEMORY]);
+        m->sampled_at = s.sampled_at;
+        if (s.minutes_1h) {
+                m->has_cpu_mean_1h = m->has_cpu_peak_1h = m->has_memory_peak_1h_mib = 1;
+                m->cpu_mean_1h = milli(s.mean_1h[LOAD_CPU]);
+                m->cpu_peak_1h = milli(s.peak_1h[LOAD_CPU]);
+                m->memory_peak_1h_mib = (uint64_t)llround(s.peak_1h[LOAD_MEMORY]);
+        }
+        if (!with_profile)
+                return m;
+        if (load_hist_expected(h, LOAD_CPU, -1, wall_s, &expected) == 0) {
+                m->has_cpu_expected = 1;
+                m->cpu_expected = milli(expected);
+        }
+        if ((m->profile_vcpus = malloc(LOAD_HOURS * sizeof(*m->profile_vcpus)))) {
+                load_hist_profile(h, LOAD_CPU, m->profile_vcpus);
+                m->n_profile_vcpus = LOAD_HOURS;
+                for (size_t i = 0; i < LOAD_HOURS; i++)
+                        if (m->profile_vcpus[i] >= 0)
+                                m->profile_vcpus[i] = milli(m->profile_vcpus[i]);
+        }
+        return m;
+}
+
+/* Measured load is lscd's memory's, never the database's. */
+static void servers_merge_load(struct loop *l, Lsc__Reply *reply)
+{
+        for (size_t i = 0; reply && i < reply->n_servers; i++) {
+                Lsc__Server *sv = reply->servers[i];
+
+                if (sv->uuid && !sv->measured)
+                        sv->measured = measured_of(load_identity_find(&l->load, sv->uuid), true);
+        }
+}
+
 /* The database knows hosts; only lscd's memory knows whether they are alive now. */
-static void hosts_merge_liveness(struct loop *l, Lsc__Reply *reply)
+static void hosts_merge_liveness(struct loop *l, Lsc__Reply *reply, bool with_profile)
 {
         int64_t now = lsc_now_us();
 
@@ -231,6 +287,8 @@ static void hosts_merge_liveness(struct loop *l, Lsc__Reply *reply)
                         free(h->health);
                         h->health = strdup(live->health);
                 }
+                if (live && !h->measured && load_hist_known(&live->load))
+                        h->measured = measured_of(&live->load, with_profile);
         }
 }
 
@@ -250,7 +308,9 @@ void api_complete(struct loop *l, struct store_job *job)
                 reconcile_job_done(l, job);
                 return;
         }
-        hosts_merge_liveness(l, job->reply);
+        hosts_merge_liveness(l, job->reply, !job->request || job->request->op_case != LSC__REQUEST__OP_HOST_LIST);
+        if (job->request && job->request->op_case == LSC__REQUEST__OP_SERVER_GET)
+                servers_merge_load(l, job->reply);
         if (ctx->plan && job->reply && job->reply->status == LSC__STATUS__OK && job->reply->n_servers == 1) {
                 int r2 = reconcile_plan(l, job->reply->servers[0], job->reply);
                 if (r2 < 0) {

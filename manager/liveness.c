@@ -112,6 +112,24 @@ int liveness_beat(struct liveness_host *h, const Lsc__Heartbeat *hb, int64_t now
         return 0;
 }
 
+void liveness_beat_load(struct liveness_host *h, const Lsc__Heartbeat *hb, struct load *ld, int64_t wall_s)
+{
+        if (hb->util && hb->util->has_cpu && h->vcpus)
+                load_hist_sample(&h->load, hb->util->cpu * h->vcpus, (double)hb->util->memory_mib, wall_s);
+        /* Break-before-make keeps one live instance per identity, so one host speaks
+         * for it; a stopped or crashed one uses nothing worth planning with. */
+        for (size_t i = 0; i < hb->n_instances; i++) {
+                const Lsc__Instance *in = hb->instances[i];
+
+                if (!in->has_cpu || !in->state || strcmp(in->state, "running") != 0)
+                        continue;
+                if (load_identity_sample(ld, in->uuid, in->cpu, (double)in->memory_mib, wall_s) == -ENOMEM) {
+                        log_warn("host %s: load of %s not recorded: out of memory", h->name, in->uuid);
+                        return;
+                }
+        }
+}
+
 void liveness_tick(struct liveness *lv, int64_t now_us)
 {
         for (size_t i = 0; i < lv->n_hosts; i++) {

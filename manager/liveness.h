@@ -4,6 +4,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include "load.h"
 #include "wire.h"
 
 enum liveness_state { LIVENESS_UP, LIVENESS_SUSPECT, LIVENESS_LOST, LIVENESS_STATE_COUNT };
@@ -27,6 +28,8 @@ struct liveness_host {
         char health[256];
         double cpu;                      /* utilisation 0..1 */
         uint64_t memory_used_mib;
+        uint32_t vcpus;                  /* physical, from its registration; 0 until then */
+        struct load_hist load;           /* measured: CPU in vCPUs busy (cpu x vcpus), memory */
         struct liveness_instance *instances;
         size_t n_instances;
         int64_t view;                    /* index in the scheduler's view, -1 until known */
@@ -47,5 +50,8 @@ struct liveness_host *liveness_find(const struct liveness *lv, const char *name)
 struct liveness_host *liveness_get(struct liveness *lv, const char *name);
 /* Records a heartbeat's content (inventory, health, utilisation) at now_us. */
 int liveness_beat(struct liveness_host *h, const Lsc__Heartbeat *hb, int64_t now_us);
+/* The heartbeat's measured load into the histories at wall_s: the host's (its CPU
+ * share times its vCPUs, once registered) and each running instance's in ld. */
+void liveness_beat_load(struct liveness_host *h, const Lsc__Heartbeat *hb, struct load *ld, int64_t wall_s);
 /* Moves hosts between up, suspect (3 missed beats) and lost (last beat + lease + grace). */
 void liveness_tick(struct liveness *lv, int64_t now_us);

@@ -144,6 +144,7 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
                 return r;
         l->started_us = lsc_now_us();
         liveness_init(&l->liveness, l->cfg.lease_ttl_us ? l->cfg.lease_ttl_us : 10000000, l->cfg.grace_us);
+        load_init(&l->load);
         if ((r = reconcile_init(&l->reconcile, &l->liveness, l->cfg.seed)) < 0)
                 return lsc_err_set(r, "out of memory");
         l->reconcile.dhcp_hosts = l->cfg.dhcp_hosts_file;
@@ -273,6 +274,7 @@ void loop_agent_registered(struct loop *l, struct store_job *job)
         } else {
                 h->epoch = rp->hosts[0]->epoch;
                 h->route = ctx->route;
+                h->vcpus = rp->hosts[0]->capacity->vcpus;
                 log_info("host %s registered (uuid %s, epoch %llu, %u vcpus, %llu MiB)", h->name,
                          rp->hosts[0]->uuid, (unsigned long long)h->epoch,
                          rp->hosts[0]->capacity->vcpus,
@@ -297,6 +299,7 @@ static void agent_heartbeat(struct loop *l, const struct lsc_route *route, const
         h->route = *route;
         if (liveness_beat(h, hb, lsc_now_us()) < 0)
                 log_warn("host %s: heartbeat not recorded: out of memory", h->name);
+        liveness_beat_load(h, hb, &l->load, lsc_wall_us() / 1000000);
         agent_ack(l, route, h, hb->sent_us, false, LSC__STATUS__OK, NULL);
         reconcile_heartbeat(l, h);
 }
@@ -428,6 +431,13 @@ int loop_run(struct loop *l)
                                         reconcile_host_state(l, l->liveness.hosts[i]);
                         }
                         reconcile_tick(l, now);
+                        if (now >= l->load_expire_us) {
+                                size_t gone = load_expire(&l->load, lsc_wall_us() / 1000000);
+
+                                if (gone)
+                                        log_info("forgot the measured load of %zu identities silent for a day", gone);
+                                l->load_expire_us = now + 60 * 1000000LL;
+                        }
                         next_tick = now + 200000;
                 }
                 reconcile_flush(l);
@@ -452,6 +462,7 @@ void loop_fini(struct loop *l)
         auth_fini(&l->auth);
         reconcile_fini(&l->reconcile);
         liveness_fini(&l->liveness);
+        load_fini(&l->load);
         if (l->zctx)
                 zmq_ctx_term(l->zctx);
         l->zctx = NULL;

@@ -5,6 +5,7 @@
 #include "auth.h"
 #include "fence.h"
 #include "liveness.h"
+#include "load.h"
 #include "reconcile.h"
 #include "store.h"
 
@@ -21,6 +22,13 @@ struct loop_config {
         const char *dhcp_hosts_file;     /* dnsmasq dhcp-hostsfile kept current; NULL: none */
         int bind_batch;                  /* bench-bind: bindings per store transaction
                                           * (--bind-batch); 0: PLACE_BATCH (1000) */
+        /* mayfly turnover (config file keys of the same names) */
+        uint32_t turnover_max_pct;       /* turnovers at once: max(1, pct% of identities) */
+        uint32_t mayfly_group_max;       /* ... and at most this many per placement group */
+        uint32_t mayfly_shutdown_timeout_ms;  /* a dying mayfly's graceful shutdown */
+        uint32_t mayfly_postpone_s;      /* no rebirth host: the death moves this far on */
+        bool mayfly_no_in_place;         /* never reborn on the host it dies on (else: when
+                                          * no other host fits) */
         const struct fence_config *fence; /* metal hosts' BMCs ([bmc HOST]); NULL: none */
 };
 
@@ -33,6 +41,8 @@ struct loop {
         void *agents;                    /* ROUTER for agents (CURVE server) */
         struct auth auth;
         struct liveness liveness;
+        struct load load;                /* identities' measured load (hosts': in liveness) */
+        int64_t load_expire_us;          /* next sweep of identities silent for a day */
         struct reconcile reconcile;
         struct fence *fence;             /* the BMC fence worker (metal) */
         int64_t started_us;

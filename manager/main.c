@@ -1,5 +1,6 @@
 /* lscd: parses the command line and the config file, then runs the loop. */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <ini.h>
 #include <stdio.h>
@@ -34,6 +35,25 @@ struct opts {
         bool has_seed, has_grace;
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
         struct fence_config fence;       /* [bmc HOST] sections */
+        struct mayfly_opts {             /* config file only; see docs/mayflies-operations.md */
+                uint64_t jitter_pct, renew_max, turnover_max_pct, group_max, shutdown_timeout_ms,
+                         postpone_s, in_place;
+        } mayfly;
+};
+
+/* The [manager] keys of mayfly turnover: name, where, default, range. */
+static const struct {
+        const char *key;
+        size_t off;
+        uint64_t def, min, max;
+} mayfly_keys[] = {
+        { "mayfly_jitter_pct", offsetof(struct mayfly_opts, jitter_pct), 10, 0, 50 },
+        { "mayfly_renew_max", offsetof(struct mayfly_opts, renew_max), 3, 0, 1000 },
+        { "turnover_max_pct", offsetof(struct mayfly_opts, turnover_max_pct), 10, 0, 100 },
+        { "mayfly_group_max", offsetof(struct mayfly_opts, group_max), 1, 1, 1000000 },
+        { "mayfly_shutdown_timeout_ms", offsetof(struct mayfly_opts, shutdown_timeout_ms), 30000, 0, 3600000 },
+        { "mayfly_postpone_s", offsetof(struct mayfly_opts, postpone_s), 30, 1, 86400 },
+        { "mayfly_in_place", offsetof(struct mayfly_opts, in_place), 1, 0, 1 },
 };
 
 static void usage(FILE *f)
@@ -68,7 +88,11 @@ static void usage(FILE *f)
 "  --log-level LEVEL    error, warn, info (default) or debug\n"
 "  --config FILE        an ini file with a [manager] section: db, listen, mac_prefix,\n"
 "                       db_wait_ms, log_level, agent_listen, curve_key,\n"
-"                       authorized_keys, lease_ttl_ms, grace_ms, dhcp_hosts;\n"
+"                       authorized_keys, lease_ttl_ms, grace_ms, dhcp_hosts, and the\n"
+"                       mayfly keys mayfly_jitter_pct (10), mayfly_renew_max (3),\n"
+"                       turnover_max_pct (10), mayfly_group_max (1),\n"
+"                       mayfly_shutdown_timeout_ms (30000), mayfly_postpone_s (30),\n"
+"                       mayfly_in_place (1);\n"
 "                       command-line options win. One [bmc HOST] section per metal\n"
 "                       machine for the fence worker: address, port (623), user,\n"
 "                       password_file (0600), timeout_ms (5000), retries (2)\n"
@@ -123,6 +147,19 @@ static int config_entry(void *user, const char *section, const char *name, const
                                 return 0;
                         }
                         o->has_grace |= grace;
+                        return 1;
+                }
+        for (size_t i = 0; i < sizeof(mayfly_keys) / sizeof(mayfly_keys[0]); i++)
+                if (strcmp(name, mayfly_keys[i].key) == 0) {
+                        uint64_t *dst = (uint64_t *)((char *)&o->mayfly + mayfly_keys[i].off), v;
+                        if (lsc_parse_u64(name, value, &v) < 0 || v < mayfly_keys[i].min ||
+                            v > mayfly_keys[i].max) {
+                                fprintf(stderr, "lscd: %s = %s: give a whole number from %llu to %llu\n",
+                                        name, value, (unsigned long long)mayfly_keys[i].min,
+                                        (unsigned long long)mayfly_keys[i].max);
+                                return 0;
+                        }
+                        *dst = v;
                         return 1;
                 }
         if (strcmp(name, "db") == 0 && !o->db)
@@ -193,6 +230,8 @@ int main(int argc, char **argv)
         bool print_key = false;
 
         lsc_log_init("lscd");
+        for (size_t i = 0; i < sizeof(mayfly_keys) / sizeof(mayfly_keys[0]); i++)
+                *(uint64_t *)((char *)&o.mayfly + mayfly_keys[i].off) = mayfly_keys[i].def;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'd': set_str(&o.db, optarg); break;
@@ -311,6 +350,13 @@ int main(int argc, char **argv)
                 goto out;
         }
         cfg.fence = &o.fence;
+        cfg.store.mayfly_jitter_pct = (uint32_t)o.mayfly.jitter_pct;
+        cfg.store.mayfly_renew_max = (uint32_t)o.mayfly.renew_max;
+        cfg.turnover_max_pct = (uint32_t)o.mayfly.turnover_max_pct;
+        cfg.mayfly_group_max = (uint32_t)o.mayfly.group_max;
+        cfg.mayfly_shutdown_timeout_ms = (uint32_t)o.mayfly.shutdown_timeout_ms;
+        cfg.mayfly_postpone_s = (uint32_t)o.mayfly.postpone_s;
+        cfg.mayfly_no_in_place = o.mayfly.in_place == 0;
 
         r = loop_init(&l, &cfg);
         if (r >= 0)

@@ -22,6 +22,8 @@
 #define TX_BATCH 2000                    /* transitions per store transaction */
 #define PLACE_RETRY_US 2000000           /* nothing fitted: look again this much later */
 #define RESEND_US 10000000               /* a command without an outcome is sent again */
+#define TURNOVER_EVERY_US 500000         /* due deaths are looked for this often */
+#define TURNOVER_RETRY_US 1000000        /* a death the store did not start: again after this */
 
 const char *const reconcile_state_names[RECONCILE_STATE_COUNT] = {
         "defined", "pending", "binding", "running", "stopping", "lost", "fencing", "failed",
@@ -49,6 +51,8 @@ void reconcile_fini(struct reconcile *rc)
         free(rc->queue);
         free(rc->groups);
         free(rc->running_on);
+        free(rc->group_inflight);
+        free(rc->turn_cands);
         for (size_t i = 0; i < rc->n_tx; i++)
                 lsc__transition__free_unpacked(rc->tx[i], NULL);
         free(rc->tx);
@@ -93,12 +97,15 @@ static void recount(struct reconcile *rc, struct reconcile_server *s, bool gone)
         }
 }
 
+static void resv_release(struct reconcile *rc, struct reconcile_server *s);
+
 static void forget(struct reconcile *rc, const char *uuid)
 {
         struct reconcile_server *s = find(rc, uuid);
 
         if (!s)
                 return;
+        resv_release(rc, s);
         recount(rc, s, true);
         HASH_DEL(rc->by_uuid, s);
         /* the last one takes its place in the array */
@@ -128,6 +135,7 @@ static struct reconcile_server *track(struct reconcile *rc, const char *uuid)
                 return NULL;
         snprintf(s->uuid, sizeof(s->uuid), "%s", uuid);
         s->host = -1;
+        s->resv_host = -1;
         s->idx = rc->n_servers;
         rc->servers[rc->n_servers++] = s;
         HASH_ADD_STR(rc->by_uuid, uuid, s);
@@ -327,6 +335,52 @@ static void view_unapply(struct reconcile *rc, struct reconcile_server *s)
         }
         s->applied = false;
         s->host = -1;
+}
+
+/* ---- a rebirth's reservation ------------------------------------------------
+ * While a turnover is under way the rebirth host holds the identity's size in the
+ * view, so no other placement takes that room between the death and the rebirth.
+ * It follows the record: from the death's decision until the rebirth is placed. On
+ * the host the old copy still holds, that copy's capacity is the reservation until
+ * its destroy is acknowledged. The rebirth host is in the row (turnover_to), so a
+ * restarted lscd holds the reservation again when it loads. */
+
+static void resv_release(struct reconcile *rc, struct reconcile_server *s)
+{
+        struct sched_request rq;
+
+        if (s->resv_applied) {
+                request_base(rc, s, &rq);
+                rq.group = s->resv_group;
+                sched_unapply(rc->view, &rq, (uint32_t)s->resv_host);
+        }
+        s->resv_applied = false;
+        s->resv_host = -1;
+}
+
+static void resv_sync(struct reconcile *rc, struct reconcile_server *s)
+{
+        int32_t want = -1, to = s->turn_to ? s->turn_to->view : -1;
+        struct sched_request rq;
+
+        if (to >= 0 && s->desired == RECONCILE_WANT_RUNNING) {
+                bool old_copy = s->state == RECONCILE_RUNNING || s->state == RECONCILE_STOPPING ||
+                                s->state == RECONCILE_LOST;
+                if (old_copy && !(s->applied && s->host == to))
+                        want = to;
+                else if (s->state == RECONCILE_PENDING && !s->applied)
+                        want = to;       /* placed: the host it is bound to counts it instead */
+        }
+        if (s->resv_applied && s->resv_host != want)
+                resv_release(rc, s);
+        if (want >= 0 && !s->resv_applied) {
+                request_base(rc, s, &rq);
+                if (sched_apply(rc->view, &rq, (uint32_t)want) == 0) {
+                        s->resv_applied = true;
+                        s->resv_host = want;
+                        s->resv_group = (uint32_t)rq.group;
+                }
+        }
 }
 
 static void host_filters(struct reconcile *rc, const struct liveness_host *h)
@@ -545,7 +599,7 @@ static void command(struct loop *l, struct liveness_host *h, Lsc__Command__Op op
         cmd.spec = spec;
         if (op == LSC__COMMAND__OP__SHUTDOWN) {
                 cmd.has_timeout_ms = 1;
-                cmd.timeout_ms = 30000;
+                cmd.timeout_ms = l->cfg.mayfly_shutdown_timeout_ms;
         }
         env.sender = sender;
         env.has_epoch = 1;
@@ -556,7 +610,8 @@ static void command(struct loop *l, struct liveness_host *h, Lsc__Command__Op op
                 log_info("host %s: command for %s not sent: %s", h->name, uuid, lsc_err_msg(r));
         else
                 log_debug("host %s: %s %s g%llu (epoch %llu)", h->name,
-                          op == LSC__COMMAND__OP__INSTANTIATE ? "instantiate" : "destroy", uuid,
+                          op == LSC__COMMAND__OP__INSTANTIATE ? "instantiate" :
+                          op == LSC__COMMAND__OP__SHUTDOWN ? "shutdown" : "destroy", uuid,
                           (unsigned long long)generation, (unsigned long long)h->epoch);
 }
 
@@ -574,7 +629,9 @@ static void drive(struct loop *l, struct reconcile_server *s, int64_t now)
                 command(l, h, LSC__COMMAND__OP__INSTANTIATE, s->uuid, s->generation, row->spec);
                 lsc__server__free_unpacked(row, NULL);
         } else if ((s->state == RECONCILE_STOPPING)) {
-                command(l, h, LSC__COMMAND__OP__DESTROY, s->uuid, s->generation, NULL);
+                /* a mayfly's death is graceful: the guest is asked first (ACPI), then destroyed */
+                command(l, h, s->turn_to ? LSC__COMMAND__OP__SHUTDOWN : LSC__COMMAND__OP__DESTROY, s->uuid,
+                        s->generation, NULL);
         } else {
                 return;
         }
@@ -679,6 +736,10 @@ static void adopt(struct loop *l, const Lsc__Server *sv)
         s->desired = desired < 0 ? RECONCILE_WANT_STOPPED : (uint8_t)desired;
         s->generation = sv->generation;
         s->bound = bound;
+        if (sv->has_expires_at)
+                s->expires_s = sv->expires_at;
+        if (sv->turnover_to)
+                s->turn_to = sv->turnover_to[0] ? liveness_get(&l->liveness, sv->turnover_to) : NULL;
         if (sp) {
                 s->kind = kind < 0 ? LSC_KIND_VM : (uint8_t)kind;
                 s->group = g ? (uint32_t)g->id : 0;
@@ -700,6 +761,7 @@ static void adopt(struct loop *l, const Lsc__Server *sv)
         }
         if (bound && bound->view >= 0)
                 view_apply(rc, s, bound->view);
+        resv_sync(rc, s);
         recount(rc, s, false);
         if (changed)
                 s->missing = 0;
@@ -794,6 +856,27 @@ static void transitions_done(struct loop *l, const Lsc__Transitions *tr)
         }
 }
 
+/* A death (or its postponement) is back: committed, stale, or failed (rp NULL). The
+ * row says whether the turnover is under way; without one the reservation goes. */
+static void turnover_done(struct loop *l, const Lsc__Turnover *t, Lsc__Reply *rp)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct reconcile_server *s = find(rc, t->uuid);
+
+        if (!s)
+                return;
+        s->busy = false;
+        if (rp)
+                adopt_all(l, rp);
+        if (s->state == RECONCILE_RUNNING && !(rp && rp->n_servers == 1 && rp->servers[0]->turnover_to &&
+                                              rp->servers[0]->turnover_to[0])) {
+                /* nothing started: a renew or clock skew came first, or the store failed */
+                s->turn_to = NULL;
+                resv_sync(rc, s);
+                s->turn_retry_us = lsc_now_us() + TURNOVER_RETRY_US;
+        }
+}
+
 void reconcile_job_done(struct loop *l, struct store_job *job)
 {
         struct reconcile *rc = &l->reconcile;
@@ -828,6 +911,10 @@ void reconcile_job_done(struct loop *l, struct store_job *job)
                 }
                 if (op == LSC__REQUEST__OP_TRANSITIONS)
                         transitions_done(l, job->request->transitions);
+                if (op == LSC__REQUEST__OP_TURNOVER)
+                        turnover_done(l, job->request->turnover, NULL);
+        } else if (op == LSC__REQUEST__OP_TURNOVER) {
+                turnover_done(l, job->request->turnover, rp);
         } else if (op == LSC__REQUEST__OP_TRANSITIONS) {
                 transitions_done(l, job->request->transitions);
                 adopt_all(l, rp);
@@ -912,6 +999,7 @@ static void place(struct loop *l, int64_t now)
                 struct sched_reasons why;
                 uint32_t host;
                 Lsc__Binding *b;
+                bool reborn, placed;
 
                 if (!s || !(s->state == RECONCILE_PENDING) || s->desired != RECONCILE_WANT_RUNNING) {
                         if (s)
@@ -933,7 +1021,22 @@ static void place(struct loop *l, int64_t now)
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
                         continue;        /* out of memory: the next pass */
                 }
-                if (sched_place(rc->view, &rq, &rc->rng, &host, &why) < 0) {
+                reborn = s->turn_to && s->turn_to->view >= 0 && !rq.has_to;   /* migrate --to wins */
+                if (reborn) {
+                        /* a rebirth goes where its room was reserved: the reservation
+                         * makes way for the binding itself */
+                        resv_release(rc, s);
+                        rq.has_to = true;
+                        rq.to_host = (uint32_t)s->turn_to->view;
+                }
+                placed = sched_place(rc->view, &rq, &rc->rng, &host, &why) == 0;
+                if (!placed && reborn) {
+                        /* the reserved host can no longer take it (lost, drained): anywhere */
+                        rq.has_to = false;
+                        placed = sched_place(rc->view, &rq, &rc->rng, &host, &why) == 0;
+                }
+                if (!placed) {
+                        resv_sync(rc, s);
                         no_fit(l, s, &rq, &why);
                         any_no_fit = true;
                         memcpy(rc->queue[keep++], rc->queue[i], 37);
@@ -1011,6 +1114,8 @@ void reconcile_host_state(struct loop *l, struct liveness_host *h)
                 l->reconcile.next_place_us = 0;
 }
 
+static void now_running(struct loop *l, struct reconcile_server *s, const struct liveness_host *h);
+
 /* A server lscd thinks runs on h that h's inventory no longer shows twice in a row
  * has vanished (crashed and undefined, or the host lost its hypervisor's state):
  * it goes back to pending and is bound again (generation + 1). */
@@ -1070,11 +1175,22 @@ void reconcile_heartbeat(struct loop *l, struct liveness_host *h)
                         running_seen++;
                 }
                 if ((s->state == RECONCILE_BINDING) && !s->busy && !strcmp(in->state, "running"))
-                        transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
+                        now_running(l, s, h);
         }
         /* only when the count says something is missing: no scan per beat otherwise */
         if (h->view >= 0 && (size_t)h->view < rc->n_running_on && running_seen < rc->running_on[h->view])
                 find_vanished(l, h);
+}
+
+/* binding -> running; a rebirth's event says it ends a turnover. */
+static void now_running(struct loop *l, struct reconcile_server *s, const struct liveness_host *h)
+{
+        char reason[200] = "";
+
+        if (s->turn_to)
+                snprintf(reason, sizeof(reason), "turnover: reborn as g%llu on %s",
+                         (unsigned long long)s->generation, h->name);
+        transition(l, s, FROM("binding"), "running", "server.running", reason, false, false);
 }
 
 void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report *rp)
@@ -1087,7 +1203,7 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
                 return;                  /* stale: the heartbeat inventory settles it */
         if (rp->op == LSC__COMMAND__OP__INSTANTIATE && (s->state == RECONCILE_BINDING)) {
                 if (rp->ok) {
-                        transition(l, s, FROM("binding"), "running", "server.running", "", false, false);
+                        now_running(l, s, h);
                 } else {
                         snprintf(reason, sizeof(reason), "host %s could not start it: %s", h->name,
                                  rp->error ? rp->error : "unknown error");
@@ -1102,9 +1218,17 @@ void reconcile_report(struct loop *l, struct liveness_host *h, const Lsc__Report
                         return;
                 }
                 view_unapply(rc, s);
+                /* the old copy's room on the rebirth host (in place) is the reservation now */
+                resv_sync(rc, s);
                 if (s->desired == RECONCILE_WANT_DELETED)
                         transition(l, s, FROM("stopping"), "deleted", "server.stopped", "", true, false);
-                else if (s->desired == RECONCILE_WANT_RUNNING)
+                else if (s->desired == RECONCILE_WANT_RUNNING && s->turn_to) {
+                        snprintf(reason, sizeof(reason), "turnover: g%llu %s on %s; reborn on %s",
+                                 (unsigned long long)s->generation,
+                                 rp->op == LSC__COMMAND__OP__SHUTDOWN ? "shut down" : "destroyed", h->name,
+                                 s->turn_to->name);
+                        transition(l, s, FROM("stopping"), "pending", "server.turnover", reason, true, false);
+                } else if (s->desired == RECONCILE_WANT_RUNNING)
                         transition(l, s, FROM("stopping"), "pending", "server.stopped", "waiting for a host",
                                    true, false);
                 else
@@ -1190,6 +1314,148 @@ static bool relocate(struct loop *l, struct reconcile_server *s, int64_t now)
         return true;
 }
 
+/* ---- mayflies: turnover ------------------------------------------------------
+ * A running mayfly past its expires_at dies and is reborn (generation + 1) on a host
+ * reserved before the death: running -> stopping (graceful shutdown) -> pending once
+ * the destroy is acknowledged or the old host's lease ran out -> binding on the
+ * reserved host -> running. turnover.c decides which due deaths start now (the
+ * budget); the others wait, in deadline order. */
+
+static int turnover_submit(struct loop *l, struct reconcile_server *s, const char *to, const char *reason)
+{
+        Lsc__Request *req = calloc(1, sizeof(*req));
+        Lsc__Turnover *t = calloc(1, sizeof(*t));
+
+        if (!req || !t) {
+                free(req);
+                free(t);
+                return -ENOMEM;
+        }
+        lsc__request__init(req);
+        lsc__turnover__init(t);
+        t->uuid = dup_or_empty(s->uuid);
+        t->has_generation = 1;
+        t->generation = s->generation;
+        t->to = dup_or_empty(to);
+        t->reason = dup_or_empty(reason);
+        if (!to) {
+                t->has_postpone_s = 1;
+                t->postpone_s = l->cfg.mayfly_postpone_s ? l->cfg.mayfly_postpone_s : 30;
+        }
+        req->op_case = LSC__REQUEST__OP_TURNOVER;
+        req->turnover = t;
+        return submit(l, req);
+}
+
+/* Reserves s's rebirth host and starts its death; postpones it when no host fits. */
+static void turnover_start(struct loop *l, struct reconcile_server *s)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct sched_request rq;
+        struct sched_reasons why;
+        struct sched_host *cur = s->host >= 0 ? sched_view_host(rc->view, (uint32_t)s->host) : NULL;
+        char reason[300], line[200], name[LSC_NAME_MAX + 1];
+        const char *to = NULL;
+        uint32_t host;
+
+        if (request_of(rc, s, &rq) < 0)
+                return;
+        if (!rq.has_to && s->host >= 0) {
+                rq.has_exclude = true;   /* reborn elsewhere when another host fits */
+                rq.exclude_host = (uint32_t)s->host;
+        }
+        if (sched_place(rc->view, &rq, &rc->rng, &host, &why) == 0) {
+                to = sched_view_host(rc->view, host)->name;
+        } else if (cur && cur->up && cur->healthy && cur->active && !rq.has_to && !l->cfg.mayfly_no_in_place) {
+                /* nowhere else: reborn where it runs, in the room the old copy gives back */
+                to = cur->name;
+        }
+        if (!to) {
+                sched_reasons_format(rc->view, &rq, &why, line, sizeof(line));
+                snprintf(reason, sizeof(reason), "turnover postponed: no host can take the rebirth (%s)", line);
+                log_info("server %s (%s) g%llu: %s", name_of(s, name, sizeof(name)), s->uuid,
+                         (unsigned long long)s->generation, reason);
+                if (turnover_submit(l, s, NULL, reason) == 0) {
+                        s->busy = true;
+                        rc->turnovers_postponed++;
+                }
+                return;
+        }
+        snprintf(reason, sizeof(reason), "turnover: lifetime over; reborn on %s", to);
+        s->turn_to = liveness_get(rc->live, to);
+        resv_sync(rc, s);                /* held from now: the next death does not take it */
+        if (!s->turn_to || turnover_submit(l, s, to, reason) < 0) {
+                s->turn_to = NULL;
+                resv_sync(rc, s);
+                return;
+        }
+        s->busy = true;
+        rc->turnovers_started++;
+        log_info("server %s (%s) g%llu on %s: %s", name_of(s, name, sizeof(name)), s->uuid,
+                 (unsigned long long)s->generation, s->bound ? s->bound->name : "?", reason);
+}
+
+static void turnover_run(struct loop *l, int64_t now)
+{
+        struct reconcile *rc = &l->reconcile;
+        int64_t now_s = lsc_wall_us() / 1000000;
+        struct turnover_limits lim;
+        uint32_t inflight = 0;
+        size_t n = 0, n_groups = rc->n_groups + 1, k;
+
+        if (now < rc->next_turnover_us)
+                return;
+        rc->next_turnover_us = now + TURNOVER_EVERY_US;
+        /* a restarted lscd waits as it does before re-binding: until every host had the
+         * time to come back, so the view it reserves in is whole */
+        if (now - l->started_us < l->liveness.lease_ttl_us + l->liveness.grace_us)
+                return;
+        if (rc->cap_group_inflight < n_groups) {
+                uint32_t *g = realloc(rc->group_inflight, n_groups * sizeof(*g));
+                if (!g)
+                        return;
+                rc->group_inflight = g;
+                rc->cap_group_inflight = n_groups;
+        }
+        memset(rc->group_inflight, 0, n_groups * sizeof(*rc->group_inflight));
+        for (size_t i = 0; i < rc->n_servers; i++) {
+                struct reconcile_server *s = rc->servers[i];
+
+                if (s->turn_to && s->desired == RECONCILE_WANT_RUNNING && s->state != RECONCILE_FAILED) {
+                        inflight++;
+                        if (s->group < n_groups)
+                                rc->group_inflight[s->group]++;
+                        continue;
+                }
+                /* expires_at is whole seconds here, exact in the store: one more second
+                 * and the store agrees that it passed */
+                if (s->state != RECONCILE_RUNNING || s->desired != RECONCILE_WANT_RUNNING || s->busy ||
+                    s->expires_s <= 0 || now_s <= s->expires_s || now < s->turn_retry_us ||
+                    !s->bound || s->bound->state != LIVENESS_UP)
+                        continue;
+                if (n == rc->cap_turn_cands) {
+                        size_t cap = rc->cap_turn_cands ? rc->cap_turn_cands * 2 : 64;
+                        struct turnover_cand *c = realloc(rc->turn_cands, cap * sizeof(*c));
+                        if (!c)
+                                break;
+                        rc->turn_cands = c;
+                        rc->cap_turn_cands = cap;
+                }
+                rc->turn_cands[n++] = (struct turnover_cand){ .expires_s = s->expires_s, .group = s->group,
+                                                              .idx = i };
+        }
+        if (n == 0)
+                return;
+        lim.max = turnover_budget(l->cfg.turnover_max_pct, rc->n_servers);
+        lim.group_max = l->cfg.mayfly_group_max;
+        k = turnover_pick(rc->turn_cands, n, &lim, &inflight, rc->group_inflight, n_groups);
+        rc->turnovers_shifted += n - k;
+        if (n > k)
+                log_debug("%zu turnovers due wait for the budget (%u at once)", n - k, lim.max);
+        for (size_t i = 0; i < k; i++)
+                turnover_start(l, rc->servers[rc->turn_cands[i].idx]);
+}
+
 void reconcile_tick(struct loop *l, int64_t now)
 {
         struct reconcile *rc = &l->reconcile;
@@ -1201,6 +1467,9 @@ void reconcile_tick(struct loop *l, int64_t now)
         for (size_t i = 0; i < rc->n_servers; i++) {
                 struct reconcile_server *s = rc->servers[i];
                 struct liveness_host *h;
+                /* a graceful shutdown takes its timeout: not sent again before it is over */
+                int64_t resend = s->state == RECONCILE_STOPPING && s->turn_to
+                                 ? RESEND_US + (int64_t)l->cfg.mayfly_shutdown_timeout_ms * 1000 : RESEND_US;
 
                 if (s->busy || relocate(l, s, now))
                         continue;
@@ -1212,10 +1481,11 @@ void reconcile_tick(struct loop *l, int64_t now)
                         transition(l, s, FROM("binding"), "pending", "server.bind-failed", reason, true, true);
                         continue;
                 }
-                if (((s->state == RECONCILE_BINDING) || (s->state == RECONCILE_STOPPING)) && now - s->sent_us > RESEND_US &&
+                if (((s->state == RECONCILE_BINDING) || (s->state == RECONCILE_STOPPING)) && now - s->sent_us > resend &&
                     (h = host_of(s)) && h->state == LIVENESS_UP)
                         drive(l, s, now);
         }
+        turnover_run(l, now);
         place(l, now);
         if (rc->dhcp_hosts && rc->dhcp_dirty && !rc->dhcp_inflight) {
                 Lsc__Request *req = calloc(1, sizeof(*req));

@@ -9,6 +9,7 @@
 #include <uthash.h>
 #include "sched.h"
 #include "store.h"
+#include "turnover.h"
 
 struct loop;
 struct liveness_host;
@@ -66,6 +67,13 @@ struct reconcile_server {
         int64_t since_us;                /* when it entered its state, for timeouts */
         int64_t sent_us;                 /* when its command was last sent (0: not yet) */
         struct liveness_host *bound;     /* the host the store binds it to, NULL: none */
+        /* mayflies */
+        int64_t expires_s;               /* its death (unix seconds) in this binding, 0: none */
+        int64_t turn_retry_us;           /* a death the store found stale: not before this */
+        struct liveness_host *turn_to;   /* a turnover under way: the rebirth host, NULL: none */
+        int32_t resv_host;               /* view index the rebirth's reservation is counted at, -1 */
+        uint32_t resv_group;             /* the group counted with the reservation */
+        bool resv_applied;
         char *why;                       /* last no-fit reason written, to avoid repeats; or NULL */
         uint8_t *row;                    /* the packed rest of the store's row, row_len bytes */
         size_t idx;                      /* its place in reconcile.servers */
@@ -104,6 +112,13 @@ struct reconcile {
         Lsc__Transition **tx;            /* state changes waiting for the next batch */
         size_t n_tx, cap_tx;
         bool tx_inflight;                /* a batch is at the store */
+        /* mayfly turnover (manager/turnover.c decides which due deaths start) */
+        int64_t next_turnover_us;
+        uint64_t turnovers_started, turnovers_postponed, turnovers_shifted;
+        uint32_t *group_inflight;        /* scratch: turnovers in flight per group id */
+        size_t cap_group_inflight;
+        struct turnover_cand *turn_cands;   /* scratch: the due deaths */
+        size_t cap_turn_cands;
 };
 
 int reconcile_init(struct reconcile *rc, struct liveness *live, uint64_t seed);

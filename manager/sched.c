@@ -1,6 +1,7 @@
 /* Placement over an in-memory view: the host table with its indexes (by id, by kind,
- * by label, by group) and the decision itself. A decision reads the view and the
- * caller's random state only; it never allocates, logs or does I/O. */
+ * by label, by group), the hosts' load forecasts and calendars of deaths, and the
+ * decision itself. A decision reads the view and the caller's random state only; it
+ * never allocates, logs or does I/O. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,8 +62,13 @@ struct group {
 
 struct sched_view {
         unsigned k;
+        bool aware;
+        unsigned samples;               /* aware decisions compare this many hosts */
+        unsigned fit_pct;               /* aware: best fit under this % of physical vCPUs */
         struct sched_host *hosts;
         uint32_t nhosts, hosts_cap;
+        struct sched_forecast *fc;      /* beside hosts, same index: cold for plain decisions */
+        uint32_t fc_cap;
         struct map host_ids;
         struct list by_kind[LSC_KIND_COUNT];
         struct label *labels;
@@ -243,6 +249,8 @@ int sched_view_new(struct sched_view **ret)
         if (!v)
                 return -ENOMEM;
         v->k = SCHED_K_DEFAULT;
+        v->samples = SCHED_AWARE_SAMPLES_DEFAULT;
+        v->fit_pct = SCHED_AWARE_FIT_PCT_DEFAULT;
         *ret = v;
         return 0;
 }
@@ -257,8 +265,10 @@ void sched_view_free(struct sched_view **vp)
                 free(v->hosts[i].labels);
                 free(v->hosts[i].groups);
                 free(v->hosts[i].name);
+                free(v->fc[i].deaths);
         }
         free(v->hosts);
+        free(v->fc);
         free(v->host_ids.keys);
         free(v->host_ids.vals);
         for (int k = 0; k < LSC_KIND_COUNT; k++)
@@ -319,6 +329,8 @@ int sched_host_add(struct sched_view *v, const struct sched_host_spec *spec, uin
         kind = &v->by_kind[spec->kind];
         r = grow((void **)&v->hosts, &v->hosts_cap, v->nhosts + 1, sizeof(*v->hosts));
         if (r == 0)
+                r = grow((void **)&v->fc, &v->fc_cap, v->nhosts + 1, sizeof(*v->fc));
+        if (r == 0)
                 r = list_reserve(kind, 1);
         if (r < 0)
                 return r;
@@ -340,6 +352,7 @@ int sched_host_add(struct sched_view *v, const struct sched_host_spec *spec, uin
                 .id = spec->id,
                 .name = name,
         };
+        v->fc[v->nhosts] = (struct sched_forecast){ 0 };
         list_push(kind, v->nhosts);
         *ret_host = v->nhosts++;
         return 0;
@@ -749,58 +762,268 @@ static void reasons_fill(const struct sched_view *v, const struct ctx *c, struct
         r->hosts = to - from;
 }
 
+/* Up to want candidates, each uniform over the feasible hosts and drawn with
+ * replacement; 0 when no host fits. distinct (aware decisions): a scan keeps one
+ * reservoir of want distinct hosts instead, one draw per feasible host rather than
+ * want: the same uniform choice of hosts for a fraction of the draws. */
+static uint32_t collect(const struct sched_view *v, const struct ctx *c, struct sched_rng *rng,
+                        uint32_t want, bool distinct, uint32_t *cand)
+{
+        uint32_t n, nc = 0, tries = SCHED_TRIES(want);
+        const uint32_t *hosts = universe(v, c, &n);
+
+        /* Sampling: uniform over the universe, so the feasible ones found are uniform
+         * over the feasible hosts. */
+        if (n > tries)
+                for (uint32_t t = 0; t < tries && nc < want; t++) {
+                        uint32_t h = hosts[sched_rng_below(rng, n)];
+
+                        if (fits(v, c, h))
+                                cand[nc++] = h;
+                }
+        /* Too few feasible hosts to find by chance: scan. Aware decisions keep one
+         * reservoir of `want` distinct hosts (one draw per feasible host). */
+        if (nc < want && distinct) {
+                uint32_t seen = 0;
+
+                for (uint32_t i = 0; i < n; i++) {
+                        uint32_t j;
+
+                        if (!fits(v, c, hosts[i]))
+                                continue;
+                        j = seen < want ? seen : sched_rng_below(rng, seen + 1);
+                        if (j < want)
+                                cand[j] = hosts[i];
+                        seen++;
+                }
+                nc = seen < want ? seen : want;
+        } else if (nc < want) {
+                /* Plain decisions keep `want` independent one-host reservoirs, so each
+                 * candidate is uniform over the feasible hosts and drawn with
+                 * replacement, exactly as sampling draws them. Costs `want` draws per
+                 * feasible host, and scans happen when few hosts are feasible. */
+                uint32_t seen = 0;
+
+                for (uint32_t i = 0; i < n; i++) {
+                        if (!fits(v, c, hosts[i]))
+                                continue;
+                        seen++;
+                        for (uint32_t j = 0; j < want; j++)
+                                if (seen == 1 || sched_rng_below(rng, seen) == 0)
+                                        cand[j] = hosts[i];
+                }
+                nc = seen ? want : 0;
+        }
+        return nc;
+}
+
+/* ---- die-off awareness ---- */
+
+/* How much the life-long mean counts beside the peak: the peak decides whether a host
+ * runs hot, the mean how long it stays near it. */
+#define SCHED_MEAN_WEIGHT 0.2
+
+static uint32_t slot_of(int64_t t)
+{
+        int64_t h = t / SCHED_SLOT_S - (t % SCHED_SLOT_S < 0);
+
+        return (uint32_t)(((h % (int64_t)SCHED_SLOTS) + SCHED_SLOTS) % SCHED_SLOTS);
+}
+
+uint32_t sched_request_load(const struct sched_request *rq, uint32_t slot)
+{
+        uint64_t d;
+
+        if (rq->load_profile_m)
+                return rq->load_profile_m[slot % SCHED_SLOTS];
+        if (rq->load_m)
+                return rq->load_m;
+        d = rq->need.vcpus * 10u * SCHED_LOAD_DEFAULT_PCT;
+        return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+/* What a death takes off its host's forecast: the least the binding is expected to
+ * use at any hour. Never more, so a calendar cannot make a host look cooler than it
+ * will be. */
+static uint32_t request_min(const struct sched_request *rq)
+{
+        uint32_t m = UINT32_MAX;
+
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++)
+                if (sched_request_load(rq, i) < m)
+                        m = sched_request_load(rq, i);
+        return m;
+}
+
+/* The host's projected load hour by hour over [now, min(end, now + 24 h)): forecast,
+ * plus add[slot] (the request's load; NULL: none), less the deaths due by each hour, where
+ * deaths due by freed_by count as gone from the start. A day is enough: the
+ * forecast repeats daily and deaths only take load away, so the first day holds the
+ * peak of any longer life. Returns the peak; *ret_mean gets the mean. */
+static int64_t project(const struct sched_forecast *f, int64_t now, int64_t end, int64_t freed_by,
+                       const uint32_t *add, int64_t *ret_mean)
+{
+        int64_t freed = 0, peak = 0, sum = 0;
+        uint32_t d = 0, n = 0, slot = slot_of(now);
+
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++, slot = slot + 1 == SCHED_SLOTS ? 0 : slot + 1) {
+                int64_t t = now + (int64_t)i * SCHED_SLOT_S;
+                int64_t by = t > freed_by ? t : freed_by;
+                int64_t x;
+
+                if (i && t >= end)
+                        break;
+                while (d < f->ndeaths && f->deaths[d].at <= by)
+                        freed += f->deaths[d++].load_m;
+                x = (int64_t)f->profile_m[slot] - freed + (add ? add[slot] : 0);
+                if (x < 0)
+                        x = 0;
+                if (x > peak)
+                        peak = x;
+                sum += x;
+                n++;
+        }
+        *ret_mean = sum / n;
+        return peak;
+}
+
+static uint64_t phys_of(const struct sched_view *v, uint32_t host)
+{
+        uint64_t cap = v->fc[host].phys_m ? v->fc[host].phys_m : v->hosts[host].alloc.vcpus * 1000u;
+
+        return cap ? cap : 1;
+}
+
+struct aware_pick {
+        double peak;                    /* projected peak with the request, share of physical */
+        double score;                   /* peak and mean over the life: lower is cooler */
+        double free;                    /* reservation left, as the unaware choice scores it */
+        bool fits;                      /* peak at most the fit target */
+};
+
+/* add: the request's load by slot, worked out once per decision. */
+static struct aware_pick aware_pick(const struct sched_view *v, const struct sched_request *rq,
+                                    const uint32_t *add, uint32_t host)
+{
+        int64_t end = rq->expires_at > rq->now ? rq->expires_at : INT64_MAX;
+        int64_t freed_by = rq->rebirth ? rq->now + SCHED_SOON_S : rq->now;
+        int64_t mean, peak = project(&v->fc[host], rq->now, end, freed_by, add, &mean);
+        double phys = (double)phys_of(v, host);
+        struct aware_pick p = {
+                .peak = (double)peak / phys,
+                .score = ((double)peak + SCHED_MEAN_WEIGHT * (double)mean) / phys,
+                .free = score(&v->hosts[host], &rq->need),
+        };
+
+        p.fits = rq->rebirth && rq->load_known && p.peak * 100 <= v->fit_pct;
+        return p;
+}
+
+/* Among hosts that stay under the fit target over the request's life, the fullest
+ * (best fit): the coolest-first rule spreads headroom thin, until a big busy server
+ * finds no host with room for its peak. Above the target, the coolest. Ties (empty
+ * hosts) go to the freest reservation. */
+static bool aware_better(const struct aware_pick *p, const struct aware_pick *b)
+{
+        if (p->fits != b->fits)
+                return p->fits;
+        if (p->fits && p->peak != b->peak)
+                return p->peak > b->peak;
+        if (!p->fits && p->score != b->score)
+                return p->score < b->score;
+        return p->free > b->free;
+}
+
+int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples, unsigned fit_pct)
+{
+        if (samples < 1 || samples > SCHED_AWARE_SAMPLES_MAX)
+                return lsc_err_set(-EINVAL, "aware placement: samples must be 1-%u, not %u",
+                                   SCHED_AWARE_SAMPLES_MAX, samples);
+        if (fit_pct > 1000)
+                return lsc_err_set(-EINVAL, "aware placement: fit target %u%% is not sane", fit_pct);
+        v->aware = on;
+        v->samples = samples;
+        v->fit_pct = fit_pct;
+        return 0;
+}
+
+bool sched_view_aware(const struct sched_view *v)
+{
+        return v->aware;
+}
+
+int sched_host_set_load(struct sched_view *v, uint32_t host, uint32_t phys_vcpus,
+                        const uint32_t *profile_m)
+{
+        if (host >= v->nhosts)
+                return lsc_err_set(-EINVAL, "no host %u in the view", host);
+        if (phys_vcpus > UINT32_MAX / 1000u)
+                return lsc_err_set(-EINVAL, "host %s: %u physical vCPUs is not sane",
+                                   v->hosts[host].name, phys_vcpus);
+        v->fc[host].phys_m = phys_vcpus * 1000u;
+        if (profile_m)
+                memcpy(v->fc[host].profile_m, profile_m, sizeof(v->fc[host].profile_m));
+        return 0;
+}
+
+const struct sched_forecast *sched_host_forecast(const struct sched_view *v, uint32_t host)
+{
+        return host < v->nhosts ? &v->fc[host] : NULL;
+}
+
+int64_t sched_host_forecast_peak(const struct sched_view *v, uint32_t host, int64_t now)
+{
+        int64_t mean;
+
+        if (host >= v->nhosts)
+                return lsc_err_set(-EINVAL, "no host %u in the view", host);
+        return project(&v->fc[host], now, INT64_MAX, now, NULL, &mean);
+}
+
 int sched_place(const struct sched_view *v, const struct sched_request *rq, struct sched_rng *rng,
                 uint32_t *ret_host, struct sched_reasons *ret_reasons)
 {
-        uint32_t cand[SCHED_K_MAX];
-        const uint32_t *hosts;
-        uint32_t n, nc = 0, tries = SCHED_TRIES(v->k);
+        uint32_t cand[SCHED_AWARE_SAMPLES_MAX > SCHED_K_MAX ? SCHED_AWARE_SAMPLES_MAX : SCHED_K_MAX];
+        uint32_t nc, best;
         struct ctx c;
         int r;
 
         r = ctx_init(v, rq, &c);
         if (r < 0)
                 return r;
-        hosts = universe(v, &c, &n);
-        /* Sampling: uniform over the universe, so the feasible ones found are uniform
-         * over the feasible hosts. */
-        if (n > tries)
-                for (uint32_t t = 0; t < tries && nc < v->k; t++) {
-                        uint32_t h = hosts[sched_rng_below(rng, n)];
-
-                        if (fits(v, &c, h))
-                                cand[nc++] = h;
-                }
-        /* Too few feasible hosts to find by chance: scan, keeping k independent
-         * one-host reservoirs, so each candidate is uniform over the feasible hosts
-         * and drawn with replacement, exactly as sampling draws them. Costs k draws
-         * per feasible host, and scans happen when few hosts are feasible. */
-        if (nc < v->k) {
-                uint32_t seen = 0;
-
-                for (uint32_t i = 0; i < n; i++) {
-                        if (!fits(v, &c, hosts[i]))
-                                continue;
-                        seen++;
-                        for (uint32_t j = 0; j < v->k; j++)
-                                if (seen == 1 || sched_rng_below(rng, seen) == 0)
-                                        cand[j] = hosts[i];
-                }
-                nc = seen ? v->k : 0;
-        }
+        nc = collect(v, &c, rng, v->aware ? v->samples : v->k, v->aware, cand);
         if (nc == 0) {
                 if (ret_reasons)
                         reasons_fill(v, &c, ret_reasons);
                 return -ENOSPC;
         }
-        uint32_t best = cand[0];
-        double best_score = score(&v->hosts[best], &rq->need);
-        for (uint32_t i = 1; i < nc; i++) {
-                double s = score(&v->hosts[cand[i]], &rq->need);
+        best = cand[0];
+        if (!v->aware) {
+                double best_score = score(&v->hosts[best], &rq->need);
 
-                if (s > best_score) {
-                        best = cand[i];
-                        best_score = s;
+                for (uint32_t i = 1; i < nc; i++) {
+                        double s = score(&v->hosts[cand[i]], &rq->need);
+
+                        if (s > best_score) {
+                                best = cand[i];
+                                best_score = s;
+                        }
+                }
+        } else {
+                /* Best fit under the target, else the coolest: see aware_better. */
+                uint32_t add[SCHED_SLOTS];
+
+                for (uint32_t i = 0; i < SCHED_SLOTS; i++)
+                        add[i] = sched_request_load(rq, i);
+                struct aware_pick b = aware_pick(v, rq, add, best);
+
+                for (uint32_t i = 1; i < nc; i++) {
+                        struct aware_pick p = aware_pick(v, rq, add, cand[i]);
+
+                        if (aware_better(&p, &b)) {
+                                best = cand[i];
+                                b = p;
+                        }
                 }
         }
         *ret_host = best;
@@ -839,6 +1062,55 @@ int sched_feasible_list(const struct sched_view *v, const struct sched_request *
 
 /* ---- keeping the view current ---- */
 
+/* The forecast follows the bindings: the request's expected load by hour, and its
+ * death when it has one. Saturating: callers refresh forecasts from measured history,
+ * so a release may take away more than is left. */
+static void forecast_add(struct sched_forecast *f, const struct sched_request *rq)
+{
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++) {
+                uint64_t x = (uint64_t)f->profile_m[i] + sched_request_load(rq, i);
+
+                f->profile_m[i] = x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
+        }
+        if (rq->expires_at) {
+                uint32_t lo = 0, hi = f->ndeaths;
+
+                while (lo < hi) {       /* after equal times: stable */
+                        uint32_t mid = (lo + hi) / 2;
+
+                        if (f->deaths[mid].at <= rq->expires_at)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                memmove(&f->deaths[lo + 1], &f->deaths[lo], (f->ndeaths - lo) * sizeof(*f->deaths));
+                f->deaths[lo] = (struct sched_death){
+                        .at = rq->expires_at,
+                        .vcpus = rq->need.vcpus > UINT32_MAX ? UINT32_MAX : (uint32_t)rq->need.vcpus,
+                        .load_m = request_min(rq),
+                };
+                f->ndeaths++;
+        }
+}
+
+static void forecast_remove(struct sched_forecast *f, const struct sched_request *rq)
+{
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++) {
+                uint32_t x = sched_request_load(rq, i);
+
+                f->profile_m[i] = f->profile_m[i] > x ? f->profile_m[i] - x : 0;
+        }
+        if (!rq->expires_at)
+                return;
+        for (uint32_t i = 0; i < f->ndeaths; i++)
+                if (f->deaths[i].at == rq->expires_at && f->deaths[i].vcpus == rq->need.vcpus) {
+                        memmove(&f->deaths[i], &f->deaths[i + 1],
+                                (f->ndeaths - i - 1) * sizeof(*f->deaths));
+                        f->ndeaths--;
+                        return;
+                }
+}
+
 static bool res_add_overflows(const struct sched_res *a, const struct sched_res *b)
 {
         return a->vcpus + b->vcpus < a->vcpus || a->memory_mib + b->memory_mib < a->memory_mib ||
@@ -858,6 +1130,12 @@ int sched_apply(struct sched_view *v, const struct sched_request *rq, uint32_t h
         h = &v->hosts[host];
         if (res_add_overflows(&h->used, &rq->need))
                 return lsc_err_set(-EOVERFLOW, "host %s: used capacity overflows", h->name);
+        if (rq->expires_at) {
+                r = grow((void **)&v->fc[host].deaths, &v->fc[host].deaths_cap,
+                         v->fc[host].ndeaths + 1, sizeof(*v->fc[host].deaths));
+                if (r < 0)
+                        return r;
+        }
         if (rq->group) {
                 r = group_ensure(v, rq->group, &slot);
                 if (r < 0)
@@ -876,6 +1154,7 @@ int sched_apply(struct sched_view *v, const struct sched_request *rq, uint32_t h
         h->used.vcpus += rq->need.vcpus;
         h->used.memory_mib += rq->need.memory_mib;
         h->used.disk_gib += rq->need.disk_gib;
+        forecast_add(&v->fc[host], rq);
         if (g) {
                 if (new_here) {
                         memmove(&h->groups[pos + 1], &h->groups[pos],
@@ -912,6 +1191,7 @@ int sched_unapply(struct sched_view *v, const struct sched_request *rq, uint32_t
         h->used.vcpus -= rq->need.vcpus;
         h->used.memory_mib -= rq->need.memory_mib;
         h->used.disk_gib -= rq->need.disk_gib;
+        forecast_remove(&v->fc[host], rq);
         if (g) {
                 g->members--;
                 if (--h->groups[pos].count == 0) {

@@ -87,6 +87,15 @@ struct sched_request {
         uint32_t exclude_host;
         bool has_to;                    /* migrate --to: only this host, still filtered */
         uint32_t to_host;
+        /* Die-off awareness: read by sched_place only when the view's awareness is on,
+         * and by sched_apply / sched_unapply to keep the hosts' forecasts current. A
+         * zeroed block is a request without a known lifetime or load history. */
+        int64_t now;                    /* s, the clock of expires_at and the calendars */
+        int64_t expires_at;             /* the binding's planned death; 0: lives on */
+        uint32_t load_m;                /* expected mean load, milli-vCPUs; 0: the default share */
+        const uint32_t *load_profile_m; /* SCHED_SLOTS expected loads by hour, or NULL: flat */
+        bool rebirth;                   /* a mayfly's turnover: may take capacity that frees soon */
+        bool load_known;                /* the profile comes from a full day of history */
 };
 
 /* Why a host is not feasible: one bit each in a host's mask, one counter each in a
@@ -113,6 +122,45 @@ struct sched_reasons {
         uint32_t hosts;                         /* hosts considered */
         uint32_t count[SCHED_R_COUNT];
         uint32_t label[SCHED_LABELS_MAX];       /* SCHED_R_LABEL split by the first missing label */
+};
+
+/* ---- Die-off awareness ----
+ * Hosts run hot on *measured* load when reservations are overcommitted. The caller
+ * gives each host its physical vCPUs and a forecast of its measured load by hour of
+ * day (from the history it keeps); sched_apply adds a mayfly's planned death to its
+ * host's calendar. An aware decision samples more feasible hosts and projects each
+ * one's load over the request's life (forecast + the request's load − the load of
+ * deaths due before each hour, hour by hour), relative to its physical size. A new
+ * request, whose load is a guess, takes the host that peaks lowest; a rebirth whose
+ * load is known takes the fullest host that stays under the fit target, keeping the
+ * big holes for big servers, and counts deaths due within SCHED_SOON_S as gone.
+ * Loads are milli-vCPUs; times are seconds on the caller's clock (UTC: slot 0 is
+ * 00:00-01:00). The forecasts live beside the host table, not in struct sched_host. */
+#define SCHED_SLOTS 24u
+#define SCHED_SLOT_S 3600
+/* The share of need.vcpus a request without load_m is expected to use. */
+#define SCHED_LOAD_DEFAULT_PCT 30u
+/* Deaths due within this much of now count as freed for a rebirth. */
+#define SCHED_SOON_S 3600
+#define SCHED_AWARE_SAMPLES_DEFAULT 32u
+#define SCHED_AWARE_SAMPLES_MAX 64u
+/* A rebirth whose load is known goes to the fullest sampled host that its projected
+ * peak keeps at most this % of physical vCPUs (best fit); others to the coolest. */
+#define SCHED_AWARE_FIT_PCT_DEFAULT 88u
+
+/* One planned death on a host's calendar. */
+struct sched_death {
+        int64_t at;
+        uint32_t vcpus;
+        uint32_t load_m;                /* the dying binding's expected mean load */
+};
+
+/* A host's forecast as sched_place sees it; read-only for callers. */
+struct sched_forecast {
+        uint32_t phys_m;                /* physical vCPUs × 1000; 0: unknown, alloc.vcpus is used */
+        uint32_t ndeaths, deaths_cap;
+        uint32_t profile_m[SCHED_SLOTS];
+        struct sched_death *deaths;     /* sorted by at */
 };
 
 struct sched_view;
@@ -147,18 +195,37 @@ const char *sched_label_name(const struct sched_view *v, uint32_t id);
 /* Members of the group on a host: O(log groups on that host). */
 uint32_t sched_group_count(const struct sched_view *v, uint64_t group, uint32_t host);
 
-/* Chooses a host for rq: filters, then takes the freest of k random feasible hosts.
+/* Chooses a host for rq: filters, then takes the freest of k random feasible hosts
+ * (awareness on: compares `samples` of them by projected load, see above).
  * Samples random hosts instead of scanning, so a decision costs O(k) in the common
  * case; scans only when sampling finds too few. 0 and *ret_host; -ENOSPC when no host
  * fits, with *ret_reasons (may be NULL) filled; -EINVAL for a malformed request. */
 int sched_place(const struct sched_view *v, const struct sched_request *rq, struct sched_rng *rng,
                 uint32_t *ret_host, struct sched_reasons *ret_reasons);
 
+/* Awareness on or off (off: sched_place is exactly the reservation-only power-of-k).
+ * samples: feasible hosts one aware decision compares, 1..SCHED_AWARE_SAMPLES_MAX;
+ * fit_pct: the best-fit target for rebirths of known load (0: always the coolest). */
+int sched_view_set_aware(struct sched_view *v, bool on, unsigned samples, unsigned fit_pct);
+bool sched_view_aware(const struct sched_view *v);
+/* Replaces a host's physical vCPUs and load forecast (SCHED_SLOTS milli-vCPU values by
+ * hour of day; NULL: leave the forecast). The calendar of deaths is kept by apply. */
+int sched_host_set_load(struct sched_view *v, uint32_t host, uint32_t phys_vcpus,
+                        const uint32_t *profile_m);
+const struct sched_forecast *sched_host_forecast(const struct sched_view *v, uint32_t host);
+/* The highest projected load (milli-vCPUs) of the host over [now, now + 24 h): its
+ * forecast less the deaths due by each hour. -EINVAL for no such host. */
+int64_t sched_host_forecast_peak(const struct sched_view *v, uint32_t host, int64_t now);
+/* The request's expected load in hour slot s, milli-vCPUs. */
+uint32_t sched_request_load(const struct sched_request *rq, uint32_t slot);
+
 /* Keeps the view current after a binding: used += need, group count += 1. Does not
  * check capacity: the view mirrors the bindings that exist, and the store's
  * compare-and-set is what refuses overbooking. -ENOMEM, -EOVERFLOW or -EINVAL (no such
  * host) leave the view unchanged. */
 int sched_apply(struct sched_view *v, const struct sched_request *rq, uint32_t host);
+/* Both also add (remove) the request's expected load to (from) the host's forecast,
+ * saturating at 0, and its expires_at, when set, to (from) the host's calendar. */
 /* Undoes sched_apply; -EINVAL (view unchanged) when the host does not hold that much. */
 int sched_unapply(struct sched_view *v, const struct sched_request *rq, uint32_t host);
 

@@ -45,7 +45,7 @@
 #define LIST_HOSTS_DEFAULT      200
 #define LIST_LIMIT_MAX          5000
 #define LIST_PAGE_BYTES         ((size_t)LSC_WIRE_MAX_FRAME / 4 * 3)
-#define LIST_HOST_MERGE_BYTES   300
+#define LIST_HOST_MERGE_BYTES   360      /* + measured load's summary: 60 */
 #define MIGRATE_LOCK_KEY        "7107427"        /* "lsc": one migrating lscd at a time */
 
 static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
@@ -72,7 +72,8 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
         " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0),"                \
         " s.reason, s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')," \
         " ARRAY(SELECT l.key FROM jsonb_each_text(s.require_labels) l ORDER BY l.key),"  \
-        " ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key)" \
+        " ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key)," \
+        " s.turnovers, s.postponed, s.renewals, coalesce(s.turnover_to, '')"            \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"
 
 /* The same columns, for lscd's load of every server not merely defined, with only what
@@ -83,12 +84,14 @@ static const struct lsc_mac mac_prefix_default = { { 0x02, 0x4c, 0x53 } };
 #define SERVER_LOAD_COLS                                                                \
         "SELECT s.uuid, s.name, s.kind, s.vcpus, s.memory_mib, s.disk_gib, '', '', '',"   \
         " '{}', '{}', '{}', '{}', '', 0::bigint, s.desired, s.state, coalesce(h.name, '')," \
-        " s.generation, coalesce(g.name, ''), 0::bigint, 0::bigint, 0::bigint, '', s.failures," \
+        " s.generation, coalesce(g.name, ''), 0::bigint, 0::bigint,"                   \
+        " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0), '', s.failures," \
         " coalesce(s.migrate_from, ''), coalesce(s.migrate_to, ''),"                    \
         " CASE WHEN s.require_labels = '{}' THEN '{}' ELSE"                             \
         "   ARRAY(SELECT l.key FROM jsonb_each_text(s.require_labels) l ORDER BY l.key) END," \
         " CASE WHEN s.require_labels = '{}' THEN '{}' ELSE"                             \
-        "   ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key) END" \
+        "   ARRAY(SELECT l.value FROM jsonb_each_text(s.require_labels) l ORDER BY l.key) END," \
+        " s.turnovers, s.postponed, s.renewals, coalesce(s.turnover_to, '')"            \
         " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id"                         \
         " LEFT JOIN groups g ON g.id = s.group_id"
 
@@ -97,6 +100,7 @@ enum server_col {
         SC_HOSTNAME, SC_LABEL_KEYS, SC_LABEL_VALUES, SC_MACS, SC_IPS, SC_POOL, SC_LIFETIME,
         SC_DESIRED, SC_STATE, SC_HOST, SC_GENERATION, SC_GROUP, SC_CREATED, SC_UPDATED,
         SC_EXPIRES, SC_REASON, SC_FAILURES, SC_MIGRATE_FROM, SC_MIGRATE_TO, SC_REQ_KEYS, SC_REQ_VALUES,
+        SC_TURNOVERS, SC_POSTPONED, SC_RENEWALS, SC_TURNOVER_TO,
         SC_COUNT
 };
 
@@ -180,6 +184,7 @@ enum stmt {
         ST_HOST_REGISTER, ST_HOST_BY_NAME, ST_HOST_BY_UUID, ST_HOST_LIST, ST_HOST_LIST_ALL, ST_EVENT_HOST,
         ST_SERVER_SET_STATE, ST_SERVERS_BY_UUIDS, ST_LOAD_SETTINGS, ST_LOAD_SERVERS, ST_LOAD_HOSTS,
         ST_LOAD_GROUPS, ST_BIND_SERVERS, ST_BIND_RESERVE,
+        ST_TURNOVER_DIE, ST_TURNOVER_POSTPONE, ST_SERVER_RENEW,
         ST_BIND_REVERT, ST_TRANSITION, ST_HOST_RELEASE, ST_EVENT_STATE, ST_SERVER_MIGRATE,
         ST_SERVERS_LOCK_REFS, ST_SERVERS_START, ST_TRANSITIONS, ST_SERVER_STATES,
         ST_HOST_LOCK_BY_NAME, ST_HOST_LOCK_BY_UUID, ST_HOST_SET_ADMIN, ST_HOST_DRAIN_SERVERS,
@@ -237,6 +242,8 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "                                  coalesce($11::text[], '{}')))"
                 "          - coalesce($12::text[], '{}'),"
                 " lifetime_s = CASE WHEN $13::boolean THEN $14::bigint ELSE lifetime_s END,"
+                /* no longer a mayfly: no death; a new lifetime counts from the next binding */
+                " expires_at = CASE WHEN $13::boolean AND $14::bigint IS NULL THEN NULL ELSE expires_at END,"
                 " updated_at = now()"
                 " WHERE uuid = $1::uuid"),
         S(ST_SERVER_DELETE, false, "DELETE FROM servers WHERE uuid = $1::uuid"),
@@ -336,7 +343,10 @@ static const struct stmt_def stmts[ST_COUNT] = {
         /* start / stop: desired and the state that follows from it, with a reason */
         S(ST_SERVER_SET_STATE, false,
                 "UPDATE servers SET desired = $2, state = $3, reason = $4,"
-                " failures = CASE WHEN $5::boolean THEN 0 ELSE failures END, updated_at = now()"
+                " failures = CASE WHEN $5::boolean THEN 0 ELSE failures END, updated_at = now(),"
+                /* a stopped mayfly just stops: no death, no turnover under way */
+                " expires_at = CASE WHEN $2 <> 'running' THEN NULL ELSE expires_at END,"
+                " turnover_to = CASE WHEN $2 <> 'running' THEN NULL ELSE turnover_to END"
                 " WHERE uuid = $1::uuid"),
         S(ST_SERVERS_BY_UUIDS, true, SERVER_COLS " WHERE s.uuid = ANY($1::uuid[]) ORDER BY s.name"),
         /* What the loop's view is rebuilt from: every server not merely defined (in one
@@ -354,7 +364,12 @@ static const struct stmt_def stmts[ST_COUNT] = {
          * scheduler saw, and bumps it */
         S(ST_BIND_SERVERS, true,
                 "UPDATE servers s SET host_id = h.id, generation = s.generation + 1,"
-                " state = 'binding', reason = '', bound_at = now(), updated_at = now()"
+                " state = 'binding', reason = CASE WHEN s.turnover_to IS NULL THEN ''"
+                "                                  ELSE 'turnover: reborn' END,"
+                " bound_at = now(), updated_at = now(), renewals = 0,"
+                /* a mayfly dies lifetime +- jitter ($4, a fraction) after each binding */
+                " expires_at = CASE WHEN s.lifetime_s IS NULL THEN NULL ELSE now() + s.lifetime_s"
+                "   * (1 + $4::double precision * (2 * random() - 1)) * interval '1 second' END"
                 " FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(uuid, gen, host)"
                 " JOIN hosts h ON h.name = r.host"
                 " WHERE s.uuid = r.uuid AND s.generation = r.gen AND s.state = 'pending'"
@@ -377,8 +392,28 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " migrate_from = $3, migrate_to = nullif($4, ''), updated_at = now()"
                 " WHERE uuid = $1::uuid"),
         S(ST_BIND_REVERT, false,
-                "UPDATE servers SET host_id = NULL, state = 'pending', reason = $2, updated_at = now()"
+                "UPDATE servers SET host_id = NULL, state = 'pending', reason = $2, updated_at = now(),"
+                " expires_at = NULL"
                 " WHERE uuid = ANY($1::uuid[]) AND state = 'binding'"),
+        /* a mayfly's death, compare-and-set: only at generation $2, running, past its
+         * expires_at (a renew that came first wins), with its rebirth host $4 recorded */
+        S(ST_TURNOVER_DIE, true,
+                "UPDATE servers SET state = 'stopping', reason = $3, turnover_to = $4, updated_at = now()"
+                " WHERE uuid = $1::uuid AND generation = $2::bigint AND state = 'running'"
+                " AND desired = 'running' AND lifetime_s IS NOT NULL AND expires_at <= now()"
+                " AND turnover_to IS NULL AND EXISTS (SELECT 1 FROM hosts WHERE name = $4)"
+                " RETURNING uuid::text"),
+        /* no rebirth host: the death moves $4 seconds on, and is counted */
+        S(ST_TURNOVER_POSTPONE, true,
+                "UPDATE servers SET postponed = postponed + 1, reason = $3,"
+                " expires_at = now() + $4::integer * interval '1 second', updated_at = now()"
+                " WHERE uuid = $1::uuid AND generation = $2::bigint AND state = 'running'"
+                " AND desired = 'running' AND lifetime_s IS NOT NULL AND expires_at <= now()"
+                " AND turnover_to IS NULL"
+                " RETURNING uuid::text"),
+        S(ST_SERVER_RENEW, false,
+                "UPDATE servers SET expires_at = now() + $2::bigint * interval '1 second',"
+                " renewals = renewals + 1, reason = $3, updated_at = now() WHERE uuid = $1::uuid"),
         /* one server's state change, only at generation $2 and from states $3 */
         S(ST_TRANSITION, true,
                 "WITH old AS (SELECT uuid, host_id, vcpus, memory_mib, disk_gib FROM servers"
@@ -389,7 +424,14 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "  reason = $5, failures = s.failures + CASE WHEN $7::boolean THEN 1 ELSE 0 END,"
                 "  host_id = CASE WHEN $6::boolean THEN NULL ELSE s.host_id END, updated_at = now(),"
                 "  migrate_from = CASE WHEN $4 IN ('running', 'defined') THEN NULL ELSE s.migrate_from END,"
-                "  migrate_to = CASE WHEN $4 IN ('running', 'defined') THEN NULL ELSE s.migrate_to END"
+                "  migrate_to = CASE WHEN $4 IN ('running', 'defined') THEN NULL ELSE s.migrate_to END,"
+                "  turnovers = s.turnovers + CASE WHEN $4 = 'running' AND s.turnover_to IS NOT NULL"
+                "                                 THEN 1 ELSE 0 END,"
+                "  turnover_to = CASE WHEN $4 IN ('running', 'defined', 'failed')"
+                "                          OR ($7::boolean AND s.failures + 1 >= 3) THEN NULL"
+                "                     ELSE s.turnover_to END,"
+                "  expires_at = CASE WHEN $6::boolean OR $4 IN ('defined', 'failed') THEN NULL"
+                "                    ELSE s.expires_at END"
                 " FROM old WHERE s.uuid = old.uuid"
                 " RETURNING coalesce(old.host_id, 0), old.vcpus, old.memory_mib, old.disk_gib,"
                 "  coalesce((SELECT name FROM hosts WHERE id = old.host_id), '')"),
@@ -413,9 +455,16 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "          migrate_from = CASE WHEN old.to_state IN ('running', 'defined') THEN NULL"
                 "                         ELSE s.migrate_from END,"
                 "          migrate_to = CASE WHEN old.to_state IN ('running', 'defined') THEN NULL"
-                "                       ELSE s.migrate_to END"
+                "                       ELSE s.migrate_to END,"
+                "          turnovers = s.turnovers + CASE WHEN old.to_state = 'running'"
+                "                      AND s.turnover_to IS NOT NULL THEN 1 ELSE 0 END,"
+                "          turnover_to = CASE WHEN old.to_state IN ('running', 'defined', 'failed')"
+                "                                OR (old.failure AND s.failures + 1 >= 3) THEN NULL"
+                "                        ELSE s.turnover_to END,"
+                "          expires_at = CASE WHEN old.release OR old.to_state IN ('defined', 'failed')"
+                "                       THEN NULL ELSE s.expires_at END"
                 "         FROM old WHERE s.uuid = old.uuid"
-                "         RETURNING s.uuid, s.name, s.state, s.generation, s.reason, s.migrate_from,"
+                "         RETURNING s.uuid, s.name, s.state, s.generation, s.reason, s.migrate_from, s.turnover_to,"
                 "                   old.host_id, old.vcpus, old.memory_mib, old.disk_gib, old.release, old.kind),"
                 " rel AS (UPDATE hosts h SET used_vcpus = greatest(h.used_vcpus - x.v, 0),"
                 "          used_memory_mib = greatest(h.used_memory_mib - x.m, 0),"
@@ -431,12 +480,15 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "                     'reason', u.reason)"
                 "  || CASE WHEN u.migrate_from IS NULL THEN '{}'::jsonb"
                 "          ELSE jsonb_build_object('from', u.migrate_from) END"
+                "  || CASE WHEN u.turnover_to IS NULL THEN '{}'::jsonb"
+                "          ELSE jsonb_build_object('turnover_to', u.turnover_to) END"
                 " FROM upd u LEFT JOIN hosts h ON h.id = u.host_id"
                 " RETURNING server_uuid::text"),
         /* what lscd's loop needs back from a bind or a transition batch: the state only */
         S(ST_SERVER_STATES, true,
                 "SELECT s.uuid::text, s.desired, s.state, coalesce(h.name, ''), s.generation, s.reason,"
-                " s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, '')"
+                " s.failures, coalesce(s.migrate_from, ''), coalesce(s.migrate_to, ''),"
+                " coalesce(floor(extract(epoch FROM s.expires_at))::bigint, 0), coalesce(s.turnover_to, '')"
                 " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($1::uuid[])"),
         /* drain, undrain, remove */
         S(ST_HOST_LOCK_BY_NAME, true, "SELECT id, name, admin FROM hosts WHERE name = $1 FOR UPDATE"),
@@ -478,6 +530,10 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 "                     'host', coalesce(h.name, nullif($5, '')), 'reason', s.reason)"
                 "  || CASE WHEN s.migrate_from IS NULL THEN '{}'::jsonb"
                 "          ELSE jsonb_build_object('from', s.migrate_from) END"
+                "  || CASE WHEN s.turnover_to IS NULL THEN '{}'::jsonb"
+                "          ELSE jsonb_build_object('turnover_to', s.turnover_to) END"
+                "  || CASE WHEN s.expires_at IS NULL THEN '{}'::jsonb"
+                "          ELSE jsonb_build_object('expires_at', floor(extract(epoch FROM s.expires_at))::bigint) END"
                 " FROM servers s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.uuid = ANY($3::uuid[])"),
         S(ST_EVENT_HOST, false,
                 "INSERT INTO events (actor, kind, host_name, request_id, detail)"
@@ -1169,6 +1225,13 @@ static int server_from_row(struct op *o, const PGresult *res, int row, Lsc__Serv
         sv->migrate_to = bag_strdup(b, PQgetvalue(res, row, SC_MIGRATE_TO));
         sv->has_failures = 1;
         sv->failures = (uint32_t)col_i64(res, row, SC_FAILURES);
+        sv->has_turnovers = sv->has_postponed = sv->has_renewals = 1;
+        sv->turnovers = (uint64_t)col_i64(res, row, SC_TURNOVERS);
+        sv->postponed = (uint64_t)col_i64(res, row, SC_POSTPONED);
+        sv->renewals = (uint32_t)col_i64(res, row, SC_RENEWALS);
+        sv->turnover_to = bag_strdup(b, PQgetvalue(res, row, SC_TURNOVER_TO));
+        if (!sv->turnover_to)
+                return lsc_err_set(-ENOMEM, "out of memory");
         if (!sv->uuid || !sp->name || !sp->kind || !sp->disk_mode || !sp->image ||
             !sp->hostname || !sp->pool || !sv->desired || !sv->state || !sv->host || !sv->group ||
             !sv->reason || !sv->migrate_from || !sv->migrate_to)
@@ -2131,9 +2194,12 @@ static int reply_states_by_uuids(struct op *o, const char *uuids)
                 sv->failures = (uint32_t)col_i64(res, i, 6);
                 sv->migrate_from = COL(7);
                 sv->migrate_to = COL(8);
+                sv->has_expires_at = 1;
+                sv->expires_at = col_i64(res, i, 9);
+                sv->turnover_to = COL(10);
 #undef COL
                 if (!sv->uuid || !sv->desired || !sv->state || !sv->host || !sv->reason || !sv->migrate_from ||
-                    !sv->migrate_to)
+                    !sv->migrate_to || !sv->turnover_to)
                         return lsc_err_set(-ENOMEM, "out of memory");
                 o->reply.servers[o->reply.n_servers++] = sv;
         }
@@ -2330,6 +2396,7 @@ static int op_bind(struct op *o)
         const char **uuids = bag_alloc(&o->in, n * sizeof(char *)), **gens = bag_alloc(&o->in, n * sizeof(char *)),
                    **hosts = bag_alloc(&o->in, n * sizeof(char *)), **done = bag_alloc(&o->in, n * sizeof(char *));
         const char *all, **hid, **v, **m, **d, **back;
+        char jitter[16];
         int r;
 
         if (!uuids || !gens || !hosts || !done)
@@ -2345,8 +2412,9 @@ static int op_bind(struct op *o)
         }
         if (!(all = array_literal(&o->in, uuids, n)))
                 return lsc_err_set(-ENOMEM, "out of memory");
+        snprintf(jitter, sizeof(jitter), "%.4f", o->c->cfg.mayfly_jitter_pct / 100.0);
         if ((r = Q(o->c, ST_BIND_SERVERS, &bound, all, array_literal(&o->in, gens, n),
-                   array_literal(&o->in, hosts, n))) < 0)
+                   array_literal(&o->in, hosts, n), jitter)) < 0)
                 return r;
         nb = (size_t)PQntuples(bound);
         if (nb > 0) {
@@ -2407,6 +2475,104 @@ static int op_bind(struct op *o)
                 }
         }
         return 0;
+}
+
+/* ---- mayflies ---- */
+
+static int check_turnover(struct op *o)
+{
+        const Lsc__Turnover *t = o->req->turnover;
+        uuid_t u;
+
+        if (!t || !t->uuid || uuid_parse(t->uuid, u) != 0 || !t->has_generation)
+                return lsc_err_set(-EINVAL, "malformed turnover");
+        if (t->to && t->to[0] && lsc_validate_name("host name", t->to) < 0)
+                return -EINVAL;
+        if ((!t->to || !t->to[0]) && (t->postpone_s == 0 || t->postpone_s > 86400))
+                return lsc_err_set(-EINVAL, "a postponed turnover moves 1-86400 s on");
+        snprintf(o->uuid, sizeof(o->uuid), "%s", t->uuid);
+        return 0;
+}
+
+/* A mayfly's death (running -> stopping, its rebirth host recorded in the same
+ * transaction), or its postponement when no host could be reserved. A stale one (a
+ * renew, a stop or another binding came first) changes nothing; the reply carries the
+ * state as it is either way. */
+static int op_turnover(struct op *o)
+{
+        _cleanup_pgres_ PGresult *res = NULL;
+        const Lsc__Turnover *t = o->req->turnover;
+        const char *uuids = one_uuid(o);
+        bool die = t->to && t->to[0];
+        char gen[24], secs[16];
+        int r;
+
+        if (!uuids)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        u64s(gen, sizeof(gen), t->generation);
+        snprintf(secs, sizeof(secs), "%u", t->postpone_s);
+        if (die)
+                r = Q(o->c, ST_TURNOVER_DIE, &res, o->uuid, gen, t->reason ? t->reason : "turnover", t->to);
+        else
+                r = Q(o->c, ST_TURNOVER_POSTPONE, &res, o->uuid, gen, t->reason ? t->reason : "turnover postponed",
+                      secs);
+        if (r < 0)
+                return r;
+        /* a stale one writes nothing: after a lost COMMIT it is simply tried again */
+        if (PQntuples(res) == 1 &&
+            (r = event_state(o, die ? "server.turnover" : "server.turnover-postponed", uuids, NULL)) < 0)
+                return r;
+        return reply_states_by_uuids(o, uuids);
+}
+
+static int check_server_renew(struct op *o)
+{
+        const Lsc__ServerRenew *rn = o->req->server_renew;
+        int r;
+
+        if (!rn)
+                return check_ref(NULL, "server");
+        if (rn->has_by_s && rn->by_s > 0 && (r = lsc_validate_lifetime_s(rn->by_s)) < 0)
+                return r;
+        return check_ref(rn->ref, "server");
+}
+
+/* renew: a running mayfly's death moves to now + by (default: its lifetime), at most
+ * mayfly_renew_max times per binding. */
+static int op_server_renew(struct op *o)
+{
+        _cleanup_pgres_ PGresult *cur = NULL, *row = NULL;
+        const Lsc__ServerRenew *rn = o->req->server_renew;
+        const char *uuids, *name, *state;
+        char by[24], reason[100];
+        uint64_t lifetime, renewals, max = o->c->cfg.mayfly_renew_max;
+        int r;
+
+        if ((r = server_lock(o, rn->ref, &cur)) < 0)
+                return r;
+        name = PQgetvalue(cur, 0, 1);
+        state = PQgetvalue(cur, 0, 3);
+        if (!(uuids = one_uuid(o)))
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = Q(o->c, ST_SERVERS_BY_UUIDS, &row, uuids)) < 0)
+                return r;
+        lifetime = (uint64_t)col_i64(row, 0, SC_LIFETIME);
+        renewals = (uint64_t)col_i64(row, 0, SC_RENEWALS);
+        if (lifetime == 0)
+                return lsc_err_set(-EBUSY, "server %s is not a mayfly (it has no lifetime): nothing to renew", name);
+        if (strcmp(state, "running") != 0 || PQgetvalue(row, 0, SC_TURNOVER_TO)[0])
+                return lsc_err_set(-EBUSY, "server %s is %s%s: only a running mayfly is renewed", name, state,
+                                   PQgetvalue(row, 0, SC_TURNOVER_TO)[0] ? " (turning over)" : "");
+        if (renewals >= max)
+                return lsc_err_set(-EBUSY, "server %s was renewed %llu times since it was bound; lscd allows "
+                                   "%llu (mayfly_renew_max): it turns over as planned", name,
+                                   (unsigned long long)renewals, (unsigned long long)max);
+        u64s(by, sizeof(by), rn->has_by_s && rn->by_s ? rn->by_s : lifetime);
+        snprintf(reason, sizeof(reason), "renewed: dies %s s from now", by);
+        if ((r = Q(o->c, ST_SERVER_RENEW, NULL, o->uuid, by, reason)) < 0 ||
+            (r = event_state(o, "server.renew", uuids, NULL)) < 0)
+                return r;
+        return reply_servers_by_uuids(o, uuids);
 }
 
 static const char *const server_states[] = { "defined", "pending", "binding", "running", "stopping",
@@ -3085,6 +3251,8 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_BIND, check_bind, op_bind, NULL, true },
         { LSC__REQUEST__OP_TRANSITION, check_transition, op_transition, NULL, true },
         { LSC__REQUEST__OP_TRANSITIONS, check_transitions, op_transitions, NULL, true },
+        { LSC__REQUEST__OP_TURNOVER, check_turnover, op_turnover, NULL, true },
+        { LSC__REQUEST__OP_SERVER_RENEW, check_server_renew, op_server_renew, NULL, true },
         { LSC__REQUEST__OP_LOAD, NULL, op_load, NULL, false },
         { LSC__REQUEST__OP_HOST_GET, check_ref_op, op_host_get, NULL, false },
         { LSC__REQUEST__OP_HOST_LIST, check_list, op_host_list, NULL, false },

@@ -14,6 +14,8 @@ struct store_config {
         struct lsc_mac mac_prefix;       /* MACs are allocated as prefix + random */
         int mac_prefix_len;              /* octets of mac_prefix used (1-5) */
         int64_t job_budget_us;           /* how long a job may wait for the database */
+        uint32_t mayfly_jitter_pct;      /* a mayfly's expires_at: lifetime +- this % (0-50) */
+        uint32_t mayfly_renew_max;       /* renewals allowed per binding (0: none) */
 };
 
 enum store_job_kind {

@@ -74,7 +74,7 @@ struct inc {
 };
 
 struct agent {
-        char name[32];
+        char name[48];
         enum drv_kind kind;
         pid_t pid;
         bool frozen;
@@ -553,8 +553,10 @@ static int agent_setup(int a, enum drv_kind kind)
         FILE *f;
 
         ag->kind = kind;
-        char name[32];
-        snprintf(name, sizeof(name), "%s%d", dk_names[kind], a + 1);
+        char name[48];
+        /* the qemu host's domains live in the one libvirtd that other runs share, and
+         * agents and lsc-fenced take theirs by host name: that name is this run's own */
+        snprintf(name, sizeof(name), "%s%s%d", kind == DK_QEMU ? C.prefix : "", dk_names[kind], a + 1);
         snprintf(ag->name, sizeof(ag->name), "%s", name);
         snprintf(ag->state_dir, sizeof(ag->state_dir), "%s/agents/%s", C.dir, name);
         snprintf(ag->conf, sizeof(ag->conf), "%s/%s.conf", C.dir, name);

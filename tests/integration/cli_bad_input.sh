@@ -90,6 +90,12 @@ bad 2 server list --page-size 0
 bad 2 server list --page-size 5001
 bad 2 host list --page-size abc
 bad 2 host list extra
+bad 2 server renew web1 --by 0
+bad 2 server renew web1 --by 5x
+bad 2 server renew web1 --by 3651d
+bad 2 server renew Bad_Name
+bad 2 server renew
+bad 2 server renew web1 --frobnicate
 # an IP outside every pool is invalid input
 bad 2 server create web2 "${ok[@]}" --ip 192.168.99.5
 
@@ -108,6 +114,8 @@ bad 1 server show nosuch
 bad 1 server show 00000000-0000-4000-8000-000000000000
 bad 1 server delete nosuch
 bad 1 server edit nosuch --vcpus 2
+bad 1 server renew nosuch
+bad 1 server renew web1
 # several at once: all or nothing (web1 exists and stays defined)
 bad 1 server start web1 nosuch
 bad 2 server start web1 Bad_Name

@@ -543,6 +543,64 @@ static void instantiate_at_the_current_epoch_runs(void **state)
         inventory_shows(f, U1, 1, true);
 }
 
+static const Lsc__Instance *instance_in(const Lsc__Heartbeat *hb, const char *uuid)
+{
+        for (size_t i = 0; i < hb->n_instances; i++)
+                if (strcmp(hb->instances[i]->uuid, uuid) == 0)
+                        return hb->instances[i];
+        return NULL;
+}
+
+/* The fake keeps half of web1's one vCPU busy: the beats say so, with its memory. */
+static void heartbeats_carry_each_instances_measured_load(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_envelope_ Lsc__Envelope *rep = NULL;
+        int64_t deadline;
+        int seen = 0;
+
+        registered(f, EPOCH, INC1);
+        assert_int_equal(drv_fake_inject(agent_loop_driver(f->loop), DRV_FAKE_LOAD, 500, NULL), 0);
+        command(f, LSC__COMMAND__OP__INSTANTIATE, U1, 1, EPOCH, "web1");
+        rep = report(f, U1, 1, 5000);
+        assert_true(rep->report->ok);
+        inventory_shows(f, U1, 1, true);
+        deadline = lsc_now_us() + 5000000;
+        while (seen < 3 && lsc_now_us() < deadline) {
+                _cleanup_envelope_ Lsc__Envelope *hb = expect_ok(f, LSC__ENVELOPE__BODY_HEARTBEAT, 2000);
+                const Lsc__Instance *in = instance_in(hb->heartbeat, U1);
+
+                ack_heartbeat(f, hb);
+                if (!in || !in->has_cpu)
+                        continue;
+                assert_true(in->has_memory_mib);
+                assert_int_equal(in->memory_mib, 256);
+                if (in->cpu < 0.35 || in->cpu > 0.65)
+                        fail_msg("web1 at half of one vCPU measured %.3f", in->cpu);
+                seen++;
+        }
+        assert_int_equal(seen, 3);
+}
+
+static void fake_load_setting_is_a_share_or_a_daily_range(void **state)
+{
+        static const char *const bad[] = { "1.5", "-0.1", "0.8-0.2", "abc", "0.5x", "0.2-", "", "nan", "0.1-0.2-0.3" };
+        struct agent_config c;
+
+        agent_config_init(&c);
+        assert_int_equal(agent_config_set(&c, "fake_load", "0.1-0.8", false), 0);
+        assert_true(c.fake_load_set);
+        assert_true(c.fake_load_low == 0.1 && c.fake_load_high == 0.8);
+        assert_int_equal(agent_config_set(&c, "fake_load", "0.5", false), 0);
+        assert_true(c.fake_load_low == 0.5 && c.fake_load_high == 0.5);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+                assert_int_equal(agent_config_set(&c, "fake_load", bad[i], false), -EINVAL);
+                assert_non_null(strstr(lsc_err_msg(-EINVAL), "fake_load"));
+                assert_true(c.fake_load_low == 0.5 && c.fake_load_high == 0.5);   /* unchanged */
+        }
+        agent_config_free(&c);
+}
+
 static void command_from_another_epoch_is_refused(void **state)
 {
         struct fixture *f = *state;
@@ -597,7 +655,7 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
         int64_t start, prev = 0, max_gap = 0;
         struct drv *d;
         char health[256] = "";
-        int beats = 0;
+        int beats = 0, measured = 0;
         Lsc__Envelope *rep;
 
         registered(f, EPOCH, INC1);
@@ -620,6 +678,7 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
                 beats++;
                 if (!env->heartbeat->healthy)
                         snprintf(health, sizeof(health), "%s", env->heartbeat->health);
+                measured += env->heartbeat->util != NULL;
         }
         /* generous for loaded CI machines: a beat waiting on the driver would wait it all */
         if (max_gap > 10 * HEARTBEAT_MS * 1000)
@@ -627,6 +686,9 @@ static void hung_driver_keeps_heartbeats_and_says_unhealthy(void **state)
         assert_true(beats >= 5);
         if (!strstr(health, "running for"))
                 fail_msg("heartbeats never said the driver hangs (last health \"%s\")", health);
+        /* each sample goes out once: at most the one taken as the hang began, never repeated */
+        if (measured > 1)
+                fail_msg("%d of %d beats carried utilisation while the driver hung", measured, beats);
 
         /* released: the command completes, and the host is healthy again */
         assert_int_equal(drv_fake_inject(d, DRV_FAKE_HANG, 0, NULL), 0);
@@ -1004,6 +1066,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(new_incarnation_or_reregister_makes_it_register_again, setup, teardown),
                 cmocka_unit_test_setup_teardown(refused_registration_is_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(instantiate_at_the_current_epoch_runs, setup, teardown),
+                cmocka_unit_test_setup_teardown(heartbeats_carry_each_instances_measured_load, setup, teardown),
+                cmocka_unit_test(fake_load_setting_is_a_share_or_a_daily_range),
                 cmocka_unit_test_setup_teardown(command_from_another_epoch_is_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(instantiate_at_a_destroyed_generation_is_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(hung_driver_keeps_heartbeats_and_says_unhealthy, setup, teardown),

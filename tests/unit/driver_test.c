@@ -246,6 +246,28 @@ static void cpu_permille_is_the_busy_share_between_samples(void **state)
         assert_int_equal(drv_stats_cpu_permille(&a, &a), 0);
 }
 
+static void instance_vcpus_are_cpu_time_over_wall_time(void **state)
+{
+        struct drv_instance_stats ia[2] = { { .uuid = U1, .cpu_time_ns = 1000000000 },
+                                            { .uuid = U2, .cpu_time_ns = 5000000000 } };
+        struct drv_instance_stats ib[3] = { { .uuid = U2, .cpu_time_ns = 5500000000 },
+                                            { .uuid = U1, .cpu_time_ns = 3000000000 },
+                                            { .uuid = U3, .cpu_time_ns = 7 } };
+        struct drv_stats a = { .sampled_us = 10000000, .n_instances = 2, .instances = ia };
+        struct drv_stats b = { .sampled_us = 11000000, .n_instances = 3, .instances = ib };
+        double v = -1;
+
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, 1, &v), 0);       /* U1: 2 s in 1 s */
+        assert_true(v > 1.999 && v < 2.001);
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, 0, &v), 0);       /* U2: found by uuid */
+        assert_true(v > 0.499 && v < 0.501);
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, 2, &v), -ENODATA); /* U3: new */
+        ib[1].cpu_time_ns = 10;                                              /* U1 restarted */
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, 1, &v), -ENODATA);
+        b.sampled_us = a.sampled_us;                                         /* no time between */
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, 0, &v), -ENODATA);
+}
+
 static void volume_path_is_uuid_qcow2_inside_volume_dir(void **state)
 {
         char *p = NULL;
@@ -685,6 +707,70 @@ static void libvirt_stats_report_instances_and_host(void **state)
         drv_close(&d);
 }
 
+/* vCPUs busy of uuid between two samples of d, taken ms apart. */
+static double measured_vcpus(struct drv *d, const char *uuid, unsigned ms)
+{
+        struct drv_stats a, b;
+        double v = -1;
+        size_t i;
+
+        assert_int_equal(drv_stats(d, &a), 0);
+        usleep(ms * 1000);
+        assert_int_equal(drv_stats(d, &b), 0);
+        for (i = 0; i < b.n_instances && strcmp(b.instances[i].uuid, uuid) != 0; i++)
+                ;
+        assert_true(i < b.n_instances);
+        assert_int_equal(drv_stats_instance_vcpus(&a, &b, i, &v), 0);
+        drv_stats_clear(&a);
+        drv_stats_clear(&b);
+        return v;
+}
+
+/* One bulk call: this host's lsc domains, never another host's nor a foreign one. The
+ * test driver's bulk records carry only state.*, so CPU time and memory come from
+ * virDomainGetInfo, whose cpuTime there is the wall clock: one vCPU busy per domain. */
+static void libvirt_stats_cover_this_hosts_lsc_domains_only(void **state)
+{
+        struct drv_config ca = config(), cb = config();
+        struct drv *a, *b;
+        struct drv_stats st;
+        virDomainPtr dom;
+        double v;
+
+        ca.host = "ha";
+        cb.host = "hb";
+        a = open_driver("libvirt", &ca);
+        b = open_driver("libvirt", &cb);
+        assert_int_equal(instantiate(a, U1, "web1", 1), 0);
+        assert_int_equal(instantiate(b, U2, "web2", 1), 0);
+        assert_int_equal(drv_stats(a, &st), 0);
+        assert_int_equal(st.n_instances, 1);
+        assert_string_equal(st.instances[0].uuid, U1);
+        assert_int_equal(st.instances[0].memory_kib, 512 * 1024);
+        assert_true(st.sampled_us > 0);
+        drv_stats_clear(&st);
+        assert_int_equal(drv_stats(b, &st), 0);
+        assert_int_equal(st.n_instances, 1);
+        assert_string_equal(st.instances[0].uuid, U2);
+        drv_stats_clear(&st);
+        v = measured_vcpus(a, U1, 200);
+        assert_true(v > 0.8 && v < 1.2);
+        dom = observe(U1);                                      /* stopped outside: no memory in use */
+        assert_int_equal(virDomainDestroy(dom), 0);
+        virDomainFree(dom);
+        assert_int_equal(drv_stats(a, &st), 0);
+        assert_int_equal(st.n_instances, 1);
+        assert_int_equal(st.instances[0].memory_kib, 0);
+        drv_stats_clear(&st);
+        assert_int_equal(drv_destroy(b, U2, 1), 0);
+        assert_int_equal(drv_stats(b, &st), 0);                 /* nothing left: no bulk call */
+        assert_int_equal(st.n_instances, 0);
+        drv_stats_clear(&st);
+        drv_close(&a);
+        drv_close(&b);
+        assert_test_domain_untouched();
+}
+
 static void libvirt_health_is_ok_on_a_live_connection(void **state)
 {
         struct drv *d = open_libvirt();
@@ -779,6 +865,66 @@ static void fake_faults_from_config_apply_from_open(void **state)
         assert_int_equal(instantiate(d, U1, "web1", 1), 0);
         assert_int_equal(drv_health(d), -EIO);
         drv_close(&d);
+}
+
+static void fake_load_keeps_its_share_of_the_vcpus_busy(void **state)
+{
+        struct drv_config cfg = { .fake_load_set = true, .fake_load_low = 0.5, .fake_load_high = 0.5 };
+        struct drv *d = open_driver("fake", &cfg);
+        struct drv_stats st;
+        double v;
+
+        assert_int_equal(instantiate(d, U1, "web1", 1), 0);     /* 2 vCPUs, 512 MiB */
+        v = measured_vcpus(d, U1, 300);
+        assert_true(v > 0.9 && v < 1.1);
+        assert_int_equal(drv_fake_inject(d, DRV_FAKE_LOAD, 1000, NULL), 0);
+        v = measured_vcpus(d, U1, 300);
+        assert_true(v > 1.9 && v < 2.1);
+        assert_int_equal(drv_fake_inject(d, DRV_FAKE_LOAD, 0, NULL), 0);
+        v = measured_vcpus(d, U1, 200);
+        assert_true(v >= 0.0 && v < 0.1);
+        assert_int_equal(drv_fake_inject(d, DRV_FAKE_LOAD, 1001, NULL), -EINVAL);
+        assert_err_mentions(-EINVAL, "1001");
+        assert_int_equal(drv_stats(d, &st), 0);
+        assert_int_equal(st.instances[0].memory_kib, 512 * 1024);
+        drv_stats_clear(&st);
+        drv_close(&d);
+}
+
+/* Daily 0.25-0.75 of 4 vCPUs: between 1 and 3 busy whatever the hour; without
+ * fake_load one vCPU. */
+static void fake_daily_load_stays_between_low_and_high(void **state)
+{
+        struct drv_config cfg = { .fake_load_set = true, .fake_load_low = 0.25, .fake_load_high = 0.75 };
+        struct drv *d = open_driver("fake", &cfg);
+        struct ident id;
+        double v;
+
+        ident(&id, U1, "web1", 1);
+        id.spec.vcpus = 4;
+        assert_int_equal(drv_instantiate(d, &id.spec), 0);
+        v = measured_vcpus(d, U1, 300);
+        assert_true(v > 0.9 && v < 3.1);
+        drv_close(&d);
+        d = open_fake();
+        assert_int_equal(drv_instantiate(d, &id.spec), 0);
+        v = measured_vcpus(d, U1, 300);
+        assert_true(v > 0.9 && v < 1.1);
+        drv_close(&d);
+}
+
+static void fake_load_out_of_range_fails_open(void **state)
+{
+        struct drv_config cfg = { .fake_load_set = true, .fake_load_low = 0.5, .fake_load_high = 1.5 };
+        struct drv *d = NULL;
+
+        assert_int_equal(drv_open("fake", &cfg, &d), -EINVAL);
+        assert_null(d);
+        assert_err_mentions(-EINVAL, "fake load");
+        cfg.fake_load_low = 0.8;
+        cfg.fake_load_high = 0.2;                               /* low above high */
+        assert_int_equal(drv_open("fake", &cfg, &d), -EINVAL);
+        assert_null(d);
 }
 
 static void fake_latency_delays_every_call(void **state)
@@ -900,6 +1046,7 @@ int main(void)
                 cmocka_unit_test_setup(null_slot_returns_eopnotsupp, clear),
                 cmocka_unit_test_setup(spec_with_bad_uuid_or_name_is_rejected, clear),
                 cmocka_unit_test_setup(cpu_permille_is_the_busy_share_between_samples, clear),
+                cmocka_unit_test_setup(instance_vcpus_are_cpu_time_over_wall_time, clear),
                 cmocka_unit_test_setup(volume_path_is_uuid_qcow2_inside_volume_dir, clear),
                 cmocka_unit_test_setup(libvirt_host_sees_only_its_own_domains, clear),
                 cmocka_unit_test_setup(volume_path_without_volume_dir_or_with_bad_input_is_refused, clear),
@@ -921,6 +1068,7 @@ int main(void)
                 LV(libvirt_second_handle_sees_the_same_state),
                 LV(libvirt_one_handle_serves_several_threads),
                 LV(libvirt_stats_report_instances_and_host),
+                LV(libvirt_stats_cover_this_hosts_lsc_domains_only),
                 LV(libvirt_health_is_ok_on_a_live_connection),
                 LV(libvirt_unknown_uri_fails_open_with_libvirts_message),
                 LV(libvirt_refuses_kinds_it_cannot_run),
@@ -929,6 +1077,9 @@ int main(void)
                 cmocka_unit_test_setup(fake_injected_failure_fails_next_n_instantiates_with_message, clear),
                 cmocka_unit_test_setup(fake_faults_from_config_apply_from_open, clear),
                 cmocka_unit_test_setup(fake_latency_delays_every_call, clear),
+                cmocka_unit_test_setup(fake_load_keeps_its_share_of_the_vcpus_busy, clear),
+                cmocka_unit_test_setup(fake_daily_load_stays_between_low_and_high, clear),
+                cmocka_unit_test_setup(fake_load_out_of_range_fails_open, clear),
                 cmocka_unit_test_setup(fake_hang_blocks_calls_until_released, clear),
                 cmocka_unit_test_setup(fake_unhealthy_reports_eio_with_detail, clear),
                 cmocka_unit_test_setup(fake_capacity_has_defaults_and_overrides, clear),

@@ -102,6 +102,58 @@ static void hosts_are_found_by_name_in_any_order(void **state)
         liveness_fini(&lv);
 }
 
+/* A beat's measured load: the host's share of its physical vCPUs once registered,
+ * and each running instance that carries figures; stopped ones and ones without
+ * figures are not samples. */
+static void a_beat_feeds_the_host_and_running_identities_load(void **state)
+{
+        struct liveness lv;
+        struct liveness_host *h;
+        struct load ld;
+        struct load_summary sum;
+        Lsc__Heartbeat hb = LSC__HEARTBEAT__INIT;
+        Lsc__Utilisation util = LSC__UTILISATION__INIT;
+        Lsc__Instance a = LSC__INSTANCE__INIT, b = LSC__INSTANCE__INIT, c = LSC__INSTANCE__INIT;
+        Lsc__Instance *v[3] = { &a, &b, &c };
+        const int64_t wall = 1795651200;
+
+        (void)state;
+        liveness_init(&lv, 10 * S, 3 * S);
+        load_init(&ld);
+        h = liveness_get(&lv, "h1");
+        a.uuid = "6f1c1d52-6a3c-4f7e-9d37-000000000001";
+        a.state = "running";
+        a.has_cpu = a.has_memory_mib = 1;
+        a.cpu = 1.5;
+        a.memory_mib = 2048;
+        b.uuid = "6f1c1d52-6a3c-4f7e-9d37-000000000002";
+        b.state = "stopped";
+        b.has_cpu = 1;
+        c.uuid = "6f1c1d52-6a3c-4f7e-9d37-000000000003";
+        c.state = "running";                     /* its first beat: no figures yet */
+        util.has_cpu = util.has_memory_mib = 1;
+        util.cpu = 0.25;
+        util.memory_mib = 4096;
+        hb.util = &util;
+        hb.n_instances = 3;
+        hb.instances = v;
+        liveness_beat_load(h, &hb, &ld, wall);   /* not registered: vCPUs unknown */
+        assert_false(load_hist_known(&h->load));
+        h->vcpus = 8;
+        liveness_beat_load(h, &hb, &ld, wall + 1);
+        assert_int_equal(load_hist_summary(&h->load, wall + 1, &sum), 0);
+        assert_true(sum.now[LOAD_CPU] > 1.999 && sum.now[LOAD_CPU] < 2.001);
+        assert_true(sum.now[LOAD_MEMORY] == 4096);
+        assert_int_equal(ld.n, 1);
+        assert_int_equal(load_hist_summary(load_identity_find(&ld, a.uuid), wall + 1, &sum), 0);
+        assert_true(sum.now[LOAD_CPU] == 1.5 && sum.now[LOAD_MEMORY] == 2048);
+        assert_true(sum.mean_1h[LOAD_CPU] == 1.5);         /* two beats, the same figure */
+        assert_null(load_identity_find(&ld, b.uuid));
+        assert_null(load_identity_find(&ld, c.uuid));
+        load_fini(&ld);
+        liveness_fini(&lv);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -109,6 +161,7 @@ int main(void)
                 cmocka_unit_test(three_missed_beats_make_a_host_suspect_and_the_lease_makes_it_lost),
                 cmocka_unit_test(a_beat_records_health_and_replaces_the_inventory),
                 cmocka_unit_test(hosts_are_found_by_name_in_any_order),
+                cmocka_unit_test(a_beat_feeds_the_host_and_running_identities_load),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests for manager/sched.c: every filter excludes what it should, the choice
- * leans toward free capacity, a seed replays, and a full cloud is never overbooked. */
+ * leans toward free capacity, a seed replays, a full cloud is never overbooked, and
+ * die-off awareness reads forecasts and calendars (and, off, changes nothing). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -593,6 +594,276 @@ static void malformed_request_is_rejected(void **state)
         assert_int_equal(sched_label_intern(v, "bad key", "1", &id), -EINVAL);
 }
 
+/* ---- die-off awareness ---- */
+
+#define HOUR 3600
+#define T0 (10 * 86400 + 8 * HOUR)      /* day 10, 08:00 */
+
+static void flat(uint32_t *p, uint32_t m)
+{
+        for (uint32_t i = 0; i < SCHED_SLOTS; i++)
+                p[i] = m;
+}
+
+/* Counts how often each of the first 4 hosts is chosen over n decisions. */
+static void tally(struct sched_view *v, const struct sched_request *rq, uint64_t seed, int n, int *count)
+{
+        struct sched_rng rng;
+        uint32_t h;
+
+        memset(count, 0, 4 * sizeof(*count));
+        sched_rng_seed(&rng, seed);
+        for (int i = 0; i < n; i++) {
+                assert_int_equal(sched_place(v, rq, &rng, &h, NULL), 0);
+                assert_in_range(h, 0, 3);
+                count[h]++;
+        }
+}
+
+static void aware_placement_avoids_host_hot_over_the_lifetime(void **state)
+{
+        _cleanup_view_ struct sched_view *v = view_new();
+        uint32_t p0[SCHED_SLOTS], p1[SCHED_SLOTS];
+        struct sched_request rq = vm(4, 4096, 10);
+        int count[4];
+
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        sched_view_host(v, 1)->used.vcpus = 40;         /* reservations favour host 0 */
+        flat(p0, 10000);
+        p0[14] = 31000;                                 /* host 0 runs hot at 14:00 */
+        flat(p1, 16000);
+        assert_int_equal(sched_host_set_load(v, 0, 32, p0), 0);
+        assert_int_equal(sched_host_set_load(v, 1, 32, p1), 0);
+        rq.now = T0;
+        rq.load_m = 2000;
+
+        /* Off: reservations only, the hot hour is invisible. */
+        tally(v, &rq, 11, 1000, count);
+        assert_in_range(count[0], 650, 850);
+        /* 64 samples of two hosts: each is among them but once in 2^63. */
+        assert_true(count[1] > 0);
+        /* On, a life that spans 14:00: never the host that runs hot then. */
+        assert_int_equal(sched_view_set_aware(v, true, 64, SCHED_AWARE_FIT_PCT_DEFAULT), 0);
+        assert_true(sched_view_aware(v));
+        rq.expires_at = T0 + 2 * 86400;
+        tally(v, &rq, 11, 1000, count);
+        assert_int_equal(count[1], 1000);
+        /* A life that ends at 11:00 never sees the hot hour: host 0 is the cooler. */
+        rq.expires_at = T0 + 3 * HOUR;
+        tally(v, &rq, 11, 1000, count);
+        assert_int_equal(count[0], 1000);
+        /* A server without lifetime lives through every 14:00. */
+        rq.expires_at = 0;
+        tally(v, &rq, 11, 1000, count);
+        assert_int_equal(count[1], 1000);
+}
+
+static void deaths_before_the_peak_cool_a_host(void **state)
+{
+        _cleanup_view_ struct sched_view *v = view_new();
+        uint32_t p0[SCHED_SLOTS], p1[SCHED_SLOTS];
+        struct sched_request fly = vm(8, 8192, 10), rq = vm(2, 2048, 10);
+        int count[4];
+
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        flat(p0, 8000);
+        p0[14] = 24000;
+        flat(p1, 26000);
+        assert_int_equal(sched_host_set_load(v, 0, 32, p0), 0);
+        assert_int_equal(sched_host_set_load(v, 1, 32, p1), 0);
+        assert_int_equal(sched_view_set_aware(v, true, 64, SCHED_AWARE_FIT_PCT_DEFAULT), 0);
+        /* A mayfly of 14 vCPUs of load on host 0, dying at 12:00: host 0 peaks at 38
+         * at 14:00 on its forecast, at 24 once the calendar is counted. */
+        fly.load_m = 14000;
+        fly.now = T0;
+        fly.expires_at = T0 + 4 * HOUR;
+        assert_int_equal(sched_apply(v, &fly, 0), 0);
+        assert_int_equal(sched_view_host_const(v, 0)->used.vcpus, 8);
+        assert_int_equal(sched_host_forecast(v, 0)->profile_m[14], 38000);
+        assert_int_equal(sched_host_forecast(v, 0)->ndeaths, 1);
+        assert_int_equal(sched_host_forecast_peak(v, 0, T0), 24000);
+        rq.now = T0;
+        rq.load_m = 1000;
+        rq.expires_at = T0 + 86400;
+        tally(v, &rq, 5, 500, count);
+        assert_int_equal(count[0], 500);
+        /* The same load without a death: host 0 is the hotter. */
+        assert_int_equal(sched_unapply(v, &fly, 0), 0);
+        assert_int_equal(sched_host_forecast(v, 0)->ndeaths, 0);
+        fly.expires_at = 0;
+        assert_int_equal(sched_apply(v, &fly, 0), 0);
+        assert_int_equal(sched_host_forecast(v, 0)->ndeaths, 0);
+        assert_int_equal(sched_host_forecast_peak(v, 0, T0), 38000);
+        tally(v, &rq, 5, 500, count);
+        assert_int_equal(count[1], 500);
+}
+
+static void rebirth_takes_capacity_that_frees_soon(void **state)
+{
+        _cleanup_view_ struct sched_view *v = view_new();
+        uint32_t p0[SCHED_SLOTS], p1[SCHED_SLOTS];
+        struct sched_request fly = vm(8, 8192, 10), rq = vm(2, 2048, 10);
+        int count[4];
+
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        flat(p0, 8000);
+        flat(p1, 18000);
+        assert_int_equal(sched_host_set_load(v, 0, 32, p0), 0);
+        assert_int_equal(sched_host_set_load(v, 1, 32, p1), 0);
+        assert_int_equal(sched_view_set_aware(v, true, 64, SCHED_AWARE_FIT_PCT_DEFAULT), 0);
+        /* Host 0 carries 14 more until a death in half an hour. */
+        fly.load_m = 14000;
+        fly.now = T0;
+        fly.expires_at = T0 + SCHED_SOON_S / 2;
+        assert_int_equal(sched_apply(v, &fly, 0), 0);
+        rq.now = T0;
+        rq.load_m = 1000;
+        rq.expires_at = T0 + 7 * 86400;
+        tally(v, &rq, 3, 500, count);
+        assert_int_equal(count[1], 500);        /* a new server: host 0 is hot now */
+        rq.rebirth = true;
+        tally(v, &rq, 3, 500, count);
+        assert_int_equal(count[0], 500);        /* a rebirth takes the place of the death */
+        /* A death later than soon does not count for the rebirth either. */
+        assert_int_equal(sched_unapply(v, &fly, 0), 0);
+        fly.expires_at = T0 + 2 * SCHED_SOON_S;
+        assert_int_equal(sched_apply(v, &fly, 0), 0);
+        tally(v, &rq, 3, 500, count);
+        assert_int_equal(count[1], 500);
+}
+
+static void rebirth_of_known_load_takes_the_best_fit_under_the_target(void **state)
+{
+        _cleanup_view_ struct sched_view *v = view_new();
+        const uint32_t level[3] = { 10000, 20000, 27000 };
+        struct sched_request rq = vm(2, 2048, 10);
+        uint32_t p[SCHED_SLOTS];
+        int count[4];
+
+        for (uint32_t i = 0; i < 3; i++) {
+                host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+                flat(p, level[i]);
+                assert_int_equal(sched_host_set_load(v, i, 32, p), 0);
+        }
+        assert_int_equal(sched_view_set_aware(v, true, 64, 88), 0);
+        rq.now = T0;
+        rq.expires_at = T0 + 7 * 86400;
+        rq.load_m = 2000;
+        rq.rebirth = true;
+        rq.load_known = true;
+        /* 37.5%, 68.8% and 90.6% with it: the fullest under 88% is host 1. */
+        tally(v, &rq, 9, 300, count);
+        assert_int_equal(count[1], 300);
+        /* With a target above 90.6%, host 2. */
+        assert_int_equal(sched_view_set_aware(v, true, 64, 95), 0);
+        tally(v, &rq, 9, 300, count);
+        assert_int_equal(count[2], 300);
+        /* A load that is a guess, or no target: the coolest. */
+        rq.load_known = false;
+        tally(v, &rq, 9, 300, count);
+        assert_int_equal(count[0], 300);
+        rq.load_known = true;
+        assert_int_equal(sched_view_set_aware(v, true, 64, 0), 0);
+        tally(v, &rq, 9, 300, count);
+        assert_int_equal(count[0], 300);
+}
+
+/* Recorded from sched.c before die-off awareness existed (commit 8d4ae56): 100 hosts,
+ * seed 2026, 48 decisions. */
+static const uint32_t old_choices[48] = {
+        28, 89, 81, 83, 86, 31, 73, 47, 21, 74, 7, 67, 13, 91, 82, 52,
+        20, 23, 2, 44, 32, 51, 19, 14, 58, 15, 89, 71, 17, 68, 40, 32,
+        35, 62, 62, 46, 65, 0, 34, 71, 50, 8, 98, 79, 80, 37, 72, 7,
+};
+
+static void awareness_off_gives_exactly_the_old_choice(void **state)
+{
+        for (int variant = 0; variant < 2; variant++) {
+                _cleanup_view_ struct sched_view *v = view_new();
+                struct sched_rng rng;
+                uint32_t p[SCHED_SLOTS];
+
+                for (int i = 0; i < 100; i++) {
+                        host_add(v, LSC_KIND_VM, 16 + 16 * (i % 3), 65536, 2000);
+                        if (variant) {
+                                flat(p, 1000u * (uint32_t)(i % 7));
+                                assert_int_equal(sched_host_set_load(v, (uint32_t)i, 8, p), 0);
+                        }
+                }
+                if (variant) {
+                        /* Awareness was on once: off again is the old scheduler. */
+                        assert_int_equal(sched_view_set_aware(v, true, 32, 88), 0);
+                        assert_int_equal(sched_view_set_aware(v, false, 32, 88), 0);
+                        assert_false(sched_view_aware(v));
+                }
+                sched_rng_seed(&rng, 2026);
+                for (int i = 0; i < 48; i++) {
+                        struct sched_request rq = vm(1 + i % 4, 1024, 20);
+
+                        if (variant) {
+                                rq.now = T0;
+                                rq.expires_at = T0 + 3600 * (1 + i);
+                                rq.load_m = 500;
+                                rq.rebirth = i % 2;
+                        }
+                        assert_int_equal(place_apply(v, &rq, &rng), old_choices[i]);
+                }
+        }
+}
+
+static void calendar_follows_apply_and_unapply(void **state)
+{
+        _cleanup_view_ struct sched_view *v = view_new();
+        const struct sched_forecast *f;
+        struct sched_request a = vm(2, 1024, 10), b = vm(4, 1024, 10), c = vm(1, 1024, 10);
+        uint32_t prof[SCHED_SLOTS];
+
+        host_add(v, LSC_KIND_VM, 128, 1 << 20, 10000);
+        f = sched_host_forecast(v, 0);
+        assert_null(sched_host_forecast(v, 1));
+        assert_int_equal(f->phys_m, 0);
+        /* A profile: its least hour is what its death takes off. */
+        flat(prof, 3000);
+        prof[3] = 1500;
+        a.load_profile_m = prof;
+        a.expires_at = T0 + 5 * HOUR;
+        b.expires_at = T0 + 2 * HOUR;           /* no load given: 30% of 4 vCPUs */
+        c.expires_at = T0 + 5 * HOUR;
+        c.load_m = 700;
+        assert_int_equal(sched_apply(v, &a, 0), 0);
+        assert_int_equal(sched_apply(v, &b, 0), 0);
+        assert_int_equal(sched_apply(v, &c, 0), 0);
+        assert_int_equal(f->ndeaths, 3);
+        assert_true(f->deaths[0].at == T0 + 2 * HOUR && f->deaths[0].vcpus == 4);
+        assert_int_equal(f->deaths[0].load_m, 4 * 10 * SCHED_LOAD_DEFAULT_PCT);
+        assert_true(f->deaths[1].at == T0 + 5 * HOUR && f->deaths[1].load_m == 1500);
+        assert_true(f->deaths[2].at == T0 + 5 * HOUR && f->deaths[2].load_m == 700);
+        assert_int_equal(f->profile_m[0], 3000 + 1200 + 700);
+        assert_int_equal(f->profile_m[3], 1500 + 1200 + 700);
+        assert_int_equal(sched_host_forecast_peak(v, 0, T0), 4900);
+        assert_int_equal(sched_unapply(v, &a, 0), 0);
+        assert_int_equal(f->ndeaths, 2);
+        assert_int_equal(f->deaths[1].load_m, 700);
+        assert_int_equal(f->profile_m[0], 1900);
+        /* A refreshed forecast lower than a binding's load: release saturates at 0. */
+        flat(prof, 100);
+        assert_int_equal(sched_host_set_load(v, 0, 32, prof), 0);
+        assert_int_equal(f->phys_m, 32000);
+        assert_int_equal(sched_unapply(v, &b, 0), 0);
+        assert_int_equal(f->profile_m[5], 0);
+        assert_int_equal(f->ndeaths, 1);
+        assert_int_equal(sched_host_set_load(v, 0, 16, NULL), 0);    /* phys only */
+        assert_int_equal(f->phys_m, 16000);
+        assert_int_equal(f->profile_m[5], 0);
+        assert_int_equal(sched_host_set_load(v, 1, 16, NULL), -EINVAL);
+        assert_int_equal(sched_host_forecast_peak(v, 1, T0), -EINVAL);
+        assert_int_equal(sched_view_set_aware(v, true, 0, 88), -EINVAL);
+        assert_int_equal(sched_view_set_aware(v, true, SCHED_AWARE_SAMPLES_MAX + 1, 88), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -612,6 +883,12 @@ int main(void)
                 cmocka_unit_test(apply_and_unapply_keep_the_view_exact),
                 cmocka_unit_test(hosts_are_found_by_id_and_name),
                 cmocka_unit_test(malformed_request_is_rejected),
+                cmocka_unit_test(aware_placement_avoids_host_hot_over_the_lifetime),
+                cmocka_unit_test(deaths_before_the_peak_cool_a_host),
+                cmocka_unit_test(rebirth_takes_capacity_that_frees_soon),
+                cmocka_unit_test(rebirth_of_known_load_takes_the_best_fit_under_the_target),
+                cmocka_unit_test(awareness_off_gives_exactly_the_old_choice),
+                cmocka_unit_test(calendar_follows_apply_and_unapply),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,10 +97,17 @@ static int group_teardown(void **state)
 }
 
 /* A fresh database and a store connection to it, not yet migrated. */
+static bool mayfly_cfg;                  /* setup_mayfly: lscd's mayfly keys for the store */
+
 static int setup_empty(void **state)
 {
         struct fx *f = calloc(1, sizeof(*f));
         char sql[128];
+
+        if (mayfly_cfg) {
+                f->cfg.mayfly_jitter_pct = 10;
+                f->cfg.mayfly_renew_max = 1;
+        }
 
         snprintf(f->db, sizeof(f->db), "lsc_t_%d_%d", (int)getpid(), ++db_serial);
         snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
@@ -125,6 +132,16 @@ static int setup(void **state)
                 return -1;
         }
         return 0;
+}
+
+static int setup_mayfly(void **state)
+{
+        int r;
+
+        mayfly_cfg = true;
+        r = setup(state);
+        mayfly_cfg = false;
+        return r;
 }
 
 static int teardown(void **state)
@@ -1515,6 +1532,222 @@ static void transitions_apply_only_at_their_generation_and_give_capacity_back(vo
         assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 0);
 }
 
+/* ---- mayflies ---- */
+
+static void expect_free(struct store_job *job, Lsc__Status status, const char *needle)
+{
+        expect(job, status, needle);
+        store_job_free(job);
+}
+
+static void mayfly_ok(struct fx *f, const char *name, uint64_t lifetime_s)
+{
+        Lsc__ServerSpec sp = spec_of(name);
+        struct store_job *job;
+
+        sp.has_lifetime_s = 1;
+        sp.lifetime_s = lifetime_s;
+        job = create_spec(f, &sp);
+        expect(job, LSC__STATUS__OK, NULL);
+        store_job_free(job);
+}
+
+static struct store_job *turnover_op(struct fx *f, const char *uuid, uint64_t gen, const char *to,
+                                     uint32_t postpone_s)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__Turnover t = LSC__TURNOVER__INIT;
+
+        t.uuid = (char *)uuid;
+        t.has_generation = 1;
+        t.generation = gen;
+        t.to = (char *)to;
+        t.reason = "turnover: test";
+        t.has_postpone_s = postpone_s > 0;
+        t.postpone_s = postpone_s;
+        r.op_case = LSC__REQUEST__OP_TURNOVER;
+        r.turnover = &t;
+        return run_on(f->c, &r);
+}
+
+static struct store_job *renew_op(struct fx *f, const char *ref, uint64_t by_s)
+{
+        Lsc__Request r = LSC__REQUEST__INIT;
+        Lsc__ServerRenew rn = LSC__SERVER_RENEW__INIT;
+
+        rn.ref = (char *)ref;
+        rn.has_by_s = by_s > 0;
+        rn.by_s = by_s;
+        r.op_case = LSC__REQUEST__OP_SERVER_RENEW;
+        r.server_renew = &rn;
+        return run_on(f->c, &r);
+}
+
+/* binds name (pending, at *gen) on host and confirms it running; *gen follows */
+static void run_on_host(struct fx *f, char uuid[37], uint64_t *gen, const char *host)
+{
+        char uuids[1][37];
+        const char *hosts[1] = { host };
+        struct store_job *job;
+
+        snprintf(uuids[0], 37, "%s", uuid);
+        job = bind_op(f, 1, uuids, gen, hosts);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(job->reply->n_refused, 0);
+        store_job_free(job);
+        (*gen)++;
+        job = transition_op(f, uuid, *gen, "binding", "running", false, false);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "running");
+        store_job_free(job);
+}
+
+static void mayfly_binding_sets_its_death_and_a_turnover_is_compare_and_set(void **state)
+{
+        struct fx *f = *state;
+        char fly[37], plain[37];
+        uint64_t gf, gp;
+        struct store_job *job;
+
+        register_host(f, "h1", 8, 100000);
+        register_host(f, "h2", 8, 100000);
+        mayfly_ok(f, "fly1", 100);
+        create_ok(f, "plain", NULL, NULL, NULL);
+        start_ok(f, "fly1", fly, &gf);
+        start_ok(f, "plain", plain, &gp);
+        /* never bound: no death yet */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE expires_at IS NOT NULL"), 0);
+        run_on_host(f, fly, &gf, "h1");
+        run_on_host(f, plain, &gp, "h1");
+        /* lifetime 100 s +- 10 %, from the binding; none for a server without a lifetime */
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1' AND expires_at"
+                                          " BETWEEN bound_at + interval '90 s' AND bound_at + interval '110 s'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'plain'"
+                                          " AND expires_at IS NULL"), 1);
+        /* not dead yet: the death changes nothing, writes no event */
+        job = turnover_op(f, fly, gf, "h2", 0);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "running");
+        assert_string_equal(only_server(job)->turnover_to, "");
+        store_job_free(job);
+        sql_ok(f->pg, "UPDATE servers SET expires_at = now() - interval '1 s'");
+        /* a stale generation, an unknown host, a server that is no mayfly: nothing */
+        store_job_free(turnover_op(f, fly, gf - 1, "h2", 0));
+        store_job_free(turnover_op(f, fly, gf, "nosuch", 0));
+        store_job_free(turnover_op(f, plain, gp, "h2", 0));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE state = 'stopping'"), 0);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind LIKE 'server.turnover%'"), 0);
+        /* past its death, at its generation: stopping, the rebirth host recorded */
+        job = turnover_op(f, fly, gf, "h2", 0);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "stopping");
+        assert_string_equal(only_server(job)->turnover_to, "h2");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.turnover'"
+                                          " AND detail->>'turnover_to' = 'h2' AND detail->>'host' = 'h1'"), 1);
+        /* once only */
+        job = turnover_op(f, fly, gf, "h1", 0);
+        assert_string_equal(only_server(job)->turnover_to, "h2");
+        store_job_free(job);
+        /* the old copy destroyed: unbound, no death, still turning over */
+        store_job_free(transition_op(f, fly, gf, "stopping", "pending", true, false));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1' AND expires_at IS NULL"
+                                          " AND turnover_to = 'h2' AND host_id IS NULL"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT used_vcpus FROM hosts WHERE name = 'h1'"), 2);
+        /* reborn: generation + 1, a new death, one turnover counted, the turnover over */
+        run_on_host(f, fly, &gf, "h2");
+        assert_int_equal(gf, 2);
+        job = ref_op(f, LSC__REQUEST__OP_SERVER_GET, "fly1");
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(only_server(job)->turnovers, 1);
+        assert_string_equal(only_server(job)->turnover_to, "");
+        assert_string_equal(only_server(job)->host, "h2");
+        assert_true(only_server(job)->expires_at > 0);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.binding'"
+                                          " AND detail->>'reason' = 'turnover: reborn'"), 1);
+}
+
+static void renew_and_postpone_move_a_death_and_are_counted(void **state)
+{
+        struct fx *f = *state;
+        char fly[37], plain[37];
+        uint64_t gf, gp;
+        struct counts before, after;
+        struct store_job *job;
+
+        register_host(f, "h1", 8, 100000);
+        mayfly_ok(f, "fly1", 100);
+        mayfly_ok(f, "fly2", 100);
+        create_ok(f, "plain", NULL, NULL, NULL);
+        start_ok(f, "fly1", fly, &gf);
+        start_ok(f, "plain", plain, &gp);
+        run_on_host(f, fly, &gf, "h1");
+        run_on_host(f, plain, &gp, "h1");
+        /* refusals change nothing */
+        before = counts_of(f);
+        expect_free(renew_op(f, "plain", 0), LSC__STATUS__ERR_CONFLICT, "not a mayfly");
+        expect_free(renew_op(f, "fly2", 0), LSC__STATUS__ERR_CONFLICT, "only a running mayfly");
+        expect_free(renew_op(f, "nosuch", 0), LSC__STATUS__ERR_NOTFOUND, "not found");
+        expect_free(renew_op(f, "fly1", 315360001), LSC__STATUS__ERR_INVALID, "lifetime");
+        after = counts_of(f);
+        same_counts(&before, &after);
+        /* renewed by 50 s: from now, counted */
+        job = renew_op(f, "fly1", 50);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_int_equal(only_server(job)->renewals, 1);
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1' AND expires_at"
+                                          " BETWEEN now() + interval '49 s' AND now() + interval '51 s'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.renew'"), 1);
+        /* mayfly_renew_max 1 */
+        expect_free(renew_op(f, "fly1", 0), LSC__STATUS__ERR_CONFLICT, "mayfly_renew_max");
+        /* no rebirth host: postponed by 5 s, counted, an event */
+        sql_ok(f->pg, "UPDATE servers SET expires_at = now() - interval '1 s' WHERE name = 'fly1'");
+        job = turnover_op(f, fly, gf, NULL, 5);
+        expect(job, LSC__STATUS__OK, NULL);
+        assert_string_equal(only_server(job)->state, "running");
+        store_job_free(job);
+        assert_int_equal(sql_count(f->pg, "SELECT postponed FROM servers WHERE name = 'fly1'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1' AND expires_at"
+                                          " BETWEEN now() + interval '4 s' AND now() + interval '6 s'"), 1);
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM events WHERE kind = 'server.turnover-postponed'"), 1);
+        /* not due any more: a second postponement changes nothing */
+        store_job_free(turnover_op(f, fly, gf, NULL, 5));
+        assert_int_equal(sql_count(f->pg, "SELECT postponed FROM servers WHERE name = 'fly1'"), 1);
+        /* a stopped mayfly just stops: no death */
+        store_job_free(ref_op(f, LSC__REQUEST__OP_SERVER_STOP, "fly1"));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1'"
+                                          " AND expires_at IS NULL AND state = 'stopping'"), 1);
+}
+
+static void lifetime_removed_by_edit_cancels_the_death(void **state)
+{
+        struct fx *f = *state;
+        Lsc__ServerEdit e = LSC__SERVER_EDIT__INIT;
+        Lsc__ServerSpec sp = LSC__SERVER_SPEC__INIT;
+        char fly[37];
+        uint64_t gf;
+
+        register_host(f, "h1", 8, 100000);
+        mayfly_ok(f, "fly1", 100);
+        start_ok(f, "fly1", fly, &gf);
+        run_on_host(f, fly, &gf, "h1");
+        /* a new lifetime waits for the next binding */
+        e.ref = "fly1";
+        e.spec = &sp;
+        sp.has_lifetime_s = 1;
+        sp.lifetime_s = 1000;
+        store_job_free(edit(f, &e));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1' AND lifetime_s = 1000"
+                                          " AND expires_at < bound_at + interval '111 s'"), 1);
+        /* no lifetime: no death */
+        sp.lifetime_s = 0;
+        store_job_free(edit(f, &e));
+        assert_int_equal(sql_count(f->pg, "SELECT count(*) FROM servers WHERE name = 'fly1'"
+                                          " AND lifetime_s IS NULL AND expires_at IS NULL"), 1);
+}
+
 static struct store_job *start_many(struct fx *f, const char *const *refs, size_t n)
 {
         Lsc__Request r = LSC__REQUEST__INIT;
@@ -2533,6 +2766,12 @@ int main(void)
                 T(bind_commits_what_fits_and_never_overbooks),
                 T(bind_at_a_stale_generation_changes_nothing),
                 T(transitions_apply_only_at_their_generation_and_give_capacity_back),
+                cmocka_unit_test_setup_teardown(mayfly_binding_sets_its_death_and_a_turnover_is_compare_and_set,
+                                                setup_mayfly, teardown),
+                cmocka_unit_test_setup_teardown(renew_and_postpone_move_a_death_and_are_counted, setup_mayfly,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(lifetime_removed_by_edit_cancels_the_death, setup_mayfly,
+                                                teardown),
                 T(start_of_many_servers_is_all_or_nothing),
                 T(transition_batch_checks_each_generation_and_gives_capacity_back),
                 T(drain_moves_what_is_bound_and_remove_needs_an_empty_host),
