@@ -600,50 +600,89 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
         return r == 0;
 }
 
-static int load_pass(struct load_ctx *x, const char *path)
+#define CONFIG_TEXT_MAX (4u << 20)
+
+int agent_config_read(const char *path, char **ret)
 {
         FILE *f = fopen(path, "re");
-        int line;
+        char *text = NULL;
+        size_t len = 0, cap = 0, n;
 
         if (!f)
                 return lsc_err_set(-errno, "cannot read config file %s: %s", path, strerror(errno));
-        line = ini_parse_file(f, ini_entry, x);
+        do {
+                if (cap - len < 4096) {
+                        char *t = cap + 65536 <= CONFIG_TEXT_MAX ? realloc(text, cap + 65536) : NULL;
+                        if (!t) {
+                                free(text);
+                                fclose(f);
+                                return lsc_err_set(-EFBIG, "config file %s: too large or out of memory", path);
+                        }
+                        text = t;
+                        cap += 65536;
+                }
+                n = fread(text + len, 1, cap - len - 1, f);
+                len += n;
+        } while (n > 0);
+        if (ferror(f)) {
+                free(text);
+                fclose(f);
+                return lsc_err_set(-EIO, "cannot read config file %s", path);
+        }
         fclose(f);
-        if (line < 0)
-                return lsc_err_set(-ENOMEM, "%s: out of memory", path);
-        if (line > 0)
-                return lsc_err_set(-EINVAL, "%s:%d: %s", path, line, x->err[0] ? x->err : "syntax error");
+        text[len] = '\0';
+        *ret = text;
         return 0;
+}
+
+/* One pass over the file's text (read once: it may be a pipe); errors say NAME:LINE. */
+static int load_pass(struct load_ctx *x, const char *name, const char *text)
+{
+        int line = ini_parse_string(text, ini_entry, x);
+
+        if (line < 0)
+                return lsc_err_set(-ENOMEM, "%s: out of memory", name);
+        if (line > 0)
+                return lsc_err_set(-EINVAL, "%s:%d: %s", name, line, x->err[0] ? x->err : "syntax error");
+        return 0;
+}
+
+int agent_config_load_text(struct agent_config *c, const char *name, const char *text)
+{
+        struct load_ctx x = { .c = c };
+
+        return load_pass(&x, name, text);
 }
 
 int agent_config_load(struct agent_config *c, const char *path)
 {
-        struct load_ctx x = { .c = c };
+        _cleanup_free_ char *text = NULL;
+        int r = agent_config_read(path, &text);
 
-        return load_pass(&x, path);
+        return r < 0 ? r : agent_config_load_text(c, path, text);
 }
 
-int agent_config_load_machine(struct agent_config *c, const char *path, const char *machine)
+int agent_config_load_machine(struct agent_config *c, const char *name, const char *text, const char *machine)
 {
         struct load_ctx x = { .c = c };
         struct load_ctx y = { .c = c, .machine = machine };
         int r;
 
         if ((r = lsc_validate_name("machine name in [machine NAME]", machine)) < 0 ||
-            (r = load_pass(&x, path)) < 0 || (r = load_pass(&y, path)) < 0)
+            (r = load_pass(&x, name, text)) < 0 || (r = load_pass(&y, name, text)) < 0)
                 return r;
         /* the section names the host, unless the command line said otherwise */
         return agent_config_set(c, "name", machine, false);
 }
 
-int agent_config_machines(const char *path, char ***ret)
+int agent_config_machines(const char *name, const char *text, char ***ret)
 {
         struct load_ctx x = { .names = calloc(1, sizeof(char *)) };
         int r;
 
         if (!x.names)
                 return lsc_err_set(-ENOMEM, "out of memory");
-        if ((r = load_pass(&x, path)) < 0) {
+        if ((r = load_pass(&x, name, text)) < 0) {
                 agent_config_machines_free(x.names);
                 return r;
         }

@@ -87,13 +87,18 @@ void agent_config_free(struct agent_config *c);
 int agent_config_set(struct agent_config *c, const char *key, const char *value, bool from_cli);
 /* Reads the [agent] section of path; the detail says "PATH:LINE: ...". */
 int agent_config_load(struct agent_config *c, const char *path);
+/* The config file's text, read once (it may be a pipe: --config <(...)); *ret is
+ * malloc'd. At most 4 MiB. */
+int agent_config_read(const char *path, char **ret);
+/* agent_config_load on text read already; name (the path) is for messages. */
+int agent_config_load_text(struct agent_config *c, const char *name, const char *text);
 /* A metal pool: the [agent] section, then [machine NAME]'s keys over it (the machine's
  * win, the command line's win over both); name becomes NAME unless the command line
  * gave one. Every machine is its own lsc host: its own state dir, keypair, session. */
-int agent_config_load_machine(struct agent_config *c, const char *path, const char *machine);
-/* The NAMEs of path's [machine NAME] sections, in order, NULL-terminated (free with
- * agent_config_machines_free): their count, 0 when there are none, or -errno. */
-int agent_config_machines(const char *path, char ***ret);
+int agent_config_load_machine(struct agent_config *c, const char *name, const char *text, const char *machine);
+/* The NAMEs of the text's [machine NAME] sections, in order, NULL-terminated (free
+ * with agent_config_machines_free): their count, 0 when there are none, or -errno. */
+int agent_config_machines(const char *name, const char *text, char ***ret);
 void agent_config_machines_free(char **names);
 /* Checks what must be there (name; manager and its key unless need_manager is false),
  * fills the defaults that depend on others (state_dir), and reads the manager's key. */

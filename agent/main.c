@@ -73,7 +73,7 @@ struct cli_key {
 /* One host's settings: the command line's keys, then the file ([agent], and
  * [machine NAME] when machine is set, its state dir then a parent), then the checks. */
 static int build(struct agent_config *cfg, const struct cli_key *keys, size_t n_keys, const char *file,
-                 const char *machine, bool need_manager)
+                 const char *text, const char *machine, bool need_manager)
 {
         int r;
 
@@ -82,7 +82,7 @@ static int build(struct agent_config *cfg, const struct cli_key *keys, size_t n_
                 if ((r = agent_config_set(cfg, keys[i].key, keys[i].value, true)) < 0)
                         return r;
         if (machine) {
-                if ((r = agent_config_load_machine(cfg, file, machine)) < 0)
+                if ((r = agent_config_load_machine(cfg, file, text, machine)) < 0)
                         return r;
                 if (cfg->state_dir) {
                         char *dir = NULL;
@@ -91,7 +91,7 @@ static int build(struct agent_config *cfg, const struct cli_key *keys, size_t n_
                         free(cfg->state_dir);
                         cfg->state_dir = dir;
                 }
-        } else if (file && (r = agent_config_load(cfg, file)) < 0) {
+        } else if (text && (r = agent_config_load_text(cfg, file, text)) < 0) {
                 return r;
         }
         return agent_config_finish(cfg, need_manager);
@@ -122,7 +122,7 @@ static void *pool_host_main(void *arg)
 /* A metal pool: one agent loop (one host session) per machine, each on its own
  * thread; the first to stop (a signal reaches one of them) stops them all. */
 static int run_pool(char **machines, size_t n, const struct cli_key *keys, size_t n_keys, const char *file,
-                    bool print_key)
+                    const char *text, bool print_key)
 {
         struct pool_host *hosts = calloc(n, sizeof(*hosts));
         int done_fd = eventfd(0, EFD_CLOEXEC), r = 0, bad = 0;
@@ -137,7 +137,7 @@ static int run_pool(char **machines, size_t n, const struct cli_key *keys, size_
                 return 1;
         }
         for (size_t i = 0; i < n && r == 0; i++) {
-                if ((r = build(&hosts[i].cfg, keys, n_keys, file, machines[i], !print_key)) < 0) {
+                if ((r = build(&hosts[i].cfg, keys, n_keys, file, text, machines[i], !print_key)) < 0) {
                         fprintf(stderr, "lsc-agent: [machine %s]: %s\n", machines[i], lsc_err_msg(r));
                         bad = 2;         /* bad settings, as for one host */
                 }
@@ -214,9 +214,9 @@ int main(int argc, char **argv)
         struct cli_key keys[CLI_KEYS_MAX];
         size_t n_keys = 0;
         const char *config_file = NULL, *name = NULL;
-        char **machines = NULL;
+        char **machines = NULL, *text = NULL;
         bool print_key = false, is_machine = false;
-        int c, r, n = 0, status = 2;
+        int c, r = 0, n = 0, status = 2;
 
         lsc_log_init("lsc-agent");
         agent_config_init(&cfg);
@@ -250,18 +250,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "lsc-agent: unexpected argument \"%s\"\n", argv[optind]);
                 goto out_usage;
         }
-        if (config_file && (n = agent_config_machines(config_file, &machines)) < 0) {
-                fprintf(stderr, "lsc-agent: %s\n", lsc_err_msg(n));
+        if (config_file && ((r = agent_config_read(config_file, &text)) < 0 ||
+                            (n = agent_config_machines(config_file, text, &machines)) < 0)) {
+                fprintf(stderr, "lsc-agent: %s\n", lsc_err_msg(r < 0 ? r : n));
                 goto out;
         }
         if (machines && machines[0] && !name) {
-                status = run_pool(machines, (size_t)n, keys, n_keys, config_file, print_key);
+                status = run_pool(machines, (size_t)n, keys, n_keys, config_file, text, print_key);
                 goto out;
         }
         for (size_t i = 0; machines && machines[i] && name; i++)
                 is_machine |= !strcmp(machines[i], name);
         agent_config_free(&cfg);
-        if ((r = build(&cfg, keys, n_keys, config_file, is_machine ? name : NULL, !print_key)) < 0) {
+        if ((r = build(&cfg, keys, n_keys, config_file, text, is_machine ? name : NULL, !print_key)) < 0) {
                 fprintf(stderr, "lsc-agent: %s\n", lsc_err_msg(r));
                 goto out;
         }
@@ -292,6 +293,7 @@ out_usage:
         fprintf(stderr, "Try 'lsc-agent --help'.\n");
 out:
         agent_config_machines_free(machines);
+        free(text);
         agent_config_free(&cfg);
         return status;
 }
