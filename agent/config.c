@@ -1,6 +1,7 @@
 /* lsc-agent's settings: one table of keys shared by the ini file and the command line,
  * each value checked when it is set (so an error names the key and the value), the
  * defaults, and the state dir with the agent's keypair. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -24,6 +25,8 @@ enum key {
         K_FENCED_SOCKET, K_WATCHDOG, K_WATCHDOG_TIMEOUT_S, K_RUNTIME, K_RUNTIME_ROOT,
         K_FAKE_FAIL_INSTANTIATE, K_FAKE_FAIL_MESSAGE, K_FAKE_LATENCY_MS, K_FAKE_UNHEALTHY, K_FAKE_HANG, K_FAKE_LOAD,
         K_CHAOS_DUPLICATE_PCT, K_CHAOS_REPLAY_PCT, K_CHAOS_DELAY_PCT, K_CHAOS_DELAY_MS,
+        K_BMC_ADDRESS, K_BMC_PORT, K_BMC_USER, K_BMC_PASSWORD_FILE, K_BMC_TIMEOUT_MS, K_BMC_RETRIES, K_MAC,
+        K_BOOT_DIR, K_BOOT_LISTEN, K_BOOT_URL, K_BOOT_KERNEL, K_BOOT_INITRD, K_BOOT_CMDLINE, K_BOOT_TIMEOUT_MS,
         K_COUNT
 };
 
@@ -63,7 +66,22 @@ static const char *const key_names[K_COUNT] = {
         [K_CHAOS_REPLAY_PCT] = "chaos_replay_pct",
         [K_CHAOS_DELAY_PCT] = "chaos_delay_pct",
         [K_CHAOS_DELAY_MS] = "chaos_delay_ms",
+        [K_BMC_ADDRESS] = "bmc_address",
+        [K_BMC_PORT] = "bmc_port",
+        [K_BMC_USER] = "bmc_user",
+        [K_BMC_PASSWORD_FILE] = "bmc_password_file",
+        [K_BMC_TIMEOUT_MS] = "bmc_timeout_ms",
+        [K_BMC_RETRIES] = "bmc_retries",
+        [K_MAC] = "mac",
+        [K_BOOT_DIR] = "boot_dir",
+        [K_BOOT_LISTEN] = "boot_listen",
+        [K_BOOT_URL] = "boot_url",
+        [K_BOOT_KERNEL] = "boot_kernel",
+        [K_BOOT_INITRD] = "boot_initrd",
+        [K_BOOT_CMDLINE] = "boot_cmdline",
+        [K_BOOT_TIMEOUT_MS] = "boot_timeout_ms",
 };
+_Static_assert(K_COUNT <= 64, "from_cli and metal_set are 64-bit masks");
 
 /* Keys only the container driver reads. */
 #define CONTAINER_KEYS ((1ull << K_RUNTIME) | (1ull << K_RUNTIME_ROOT))
@@ -72,6 +90,12 @@ static const char *const key_names[K_COUNT] = {
 #define FAKE_KEYS ((1ull << K_FAKE_FAIL_INSTANTIATE) | (1ull << K_FAKE_FAIL_MESSAGE) | \
                    (1ull << K_FAKE_LATENCY_MS) | (1ull << K_FAKE_UNHEALTHY) | (1ull << K_FAKE_HANG) | \
                    (1ull << K_FAKE_LOAD))
+/* Keys only the metal driver reads, and those it cannot do without. */
+#define KEYS(a, b) ((((1ull << ((b) - (a) + 1)) - 1)) << (a))
+#define METAL_KEYS KEYS(K_BMC_ADDRESS, K_BOOT_TIMEOUT_MS)
+#define METAL_NEEDED ((1ull << K_BMC_ADDRESS) | (1ull << K_BMC_USER) | (1ull << K_BMC_PASSWORD_FILE) | \
+                      (1ull << K_MAC) | (1ull << K_BOOT_DIR) | (1ull << K_BOOT_LISTEN) | \
+                      (1ull << K_BOOT_KERNEL) | (1ull << K_BOOT_INITRD))
 
 void agent_config_init(struct agent_config *c)
 {
@@ -83,6 +107,9 @@ void agent_config_init(struct agent_config *c)
         c->destroy_budget_ms = 3000;
         c->watchdog_timeout_s = 5;
         c->log_level = LSC_LOG_INFO;
+        c->bmc_port = LSC_IPMI_DEFAULT_PORT;
+        c->bmc_timeout_ms = LSC_IPMI_DEFAULT_TIMEOUT_MS;
+        c->bmc_retries = LSC_IPMI_DEFAULT_RETRIES;
 }
 
 void agent_config_free(struct agent_config *c)
@@ -102,6 +129,16 @@ void agent_config_free(struct agent_config *c)
         free(c->watchdog);
         free(c->runtime);
         free(c->runtime_root);
+        free(c->bmc_address);
+        free(c->bmc_user);
+        free(c->bmc_password_file);
+        free(c->boot_dir);
+        free(c->boot_listen);
+        free(c->boot_url);
+        free(c->boot_kernel);
+        free(c->boot_initrd);
+        free(c->boot_cmdline);
+        explicit_bzero(&c->metal, sizeof(c->metal));
         agent_config_init(c);
 }
 
@@ -341,7 +378,7 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
         }
         case K_DRIVER:
                 if (!drv_lookup(v))
-                        return bad(key, v, "use libvirt, container or fake");
+                        return bad(key, v, "use libvirt, container, fake or metal");
                 return set_str(&c->driver, v);
         case K_URI:
                 return (r = check_text(key, v, TEXT_MAX)) < 0 ? r : set_str(&c->uri, v);
@@ -393,6 +430,7 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                         return bad(key, v, "a unix socket path is at most 107 bytes");
                 return set_str(&c->fenced_socket, v);
         case K_WATCHDOG:
+                c->watchdog_set = true;
                 c->watchdog_off = strcmp(v, "none") == 0;
                 if (c->watchdog_off || strcmp(v, "auto") == 0)
                         return set_str(&c->watchdog, NULL);
@@ -436,6 +474,63 @@ static int set_key(struct agent_config *c, enum key k, const char *v)
                 return parse_u32(key, v, 0, 100, &c->chaos_delay_pct);
         case K_CHAOS_DELAY_MS:
                 return parse_u32(key, v, 0, 60000, &c->chaos_delay_ms);
+        case K_BMC_ADDRESS:
+                if (!*v || strlen(v) > LSC_IPMI_HOST_MAX || !only_chars(v, ".-:"))
+                        return bad(key, v, "want the BMC's IP address or DNS name");
+                return set_str(&c->bmc_address, v);
+        case K_BMC_PORT:
+                return parse_u32(key, v, 1, 65535, &c->bmc_port);
+        case K_BMC_USER:
+                if (!*v || strlen(v) > LSC_IPMI_USER_MAX || !printable(v))
+                        return bad(key, v, "want an IPMI user name of 1-16 printable bytes");
+                return set_str(&c->bmc_user, v);
+        case K_BMC_PASSWORD_FILE:
+                return (r = check_path(key, v, true)) < 0 ? r : set_str(&c->bmc_password_file, v);
+        case K_BMC_TIMEOUT_MS:
+                return parse_u32(key, v, 100, 600000, &c->bmc_timeout_ms);
+        case K_BMC_RETRIES:
+                return parse_u32(key, v, 0, 20, &c->bmc_retries);
+        case K_MAC:
+                if (lsc_mac_parse(v, &c->mac) < 0)
+                        return bad(key, v, "want the boot NIC's MAC, e.g. 52:54:00:12:34:56");
+                c->has_mac = true;
+                return 0;
+        case K_BOOT_DIR:
+                return (r = check_path(key, v, true)) < 0 ? r : set_str(&c->boot_dir, v);
+        case K_BOOT_LISTEN: {
+                const char *colon = strrchr(v, ':');
+                struct in_addr a;
+                char ip[INET_ADDRSTRLEN];
+                uint64_t port = 0;
+
+                if (!colon || (size_t)(colon - v) >= sizeof(ip) || lsc_parse_u64(key, colon + 1, &port) < 0 ||
+                    port == 0 || port > 65535)
+                        return bad(key, v, "want IPv4:PORT, e.g. 10.0.0.5:8800");
+                memcpy(ip, v, (size_t)(colon - v));
+                ip[colon - v] = '\0';
+                if (inet_pton(AF_INET, ip, &a) != 1)
+                        return bad(key, v, "want IPv4:PORT, e.g. 10.0.0.5:8800");
+                return set_str(&c->boot_listen, v);
+        }
+        case K_BOOT_URL:
+                if (strncmp(v, "http://", 7) != 0 || strlen(v) > TEXT_MAX || !printable(v) || strpbrk(v, " \"'"))
+                        return bad(key, v, "want http://HOST[:PORT] without spaces or quotes");
+                return set_str(&c->boot_url, v);
+        case K_BOOT_KERNEL:
+        case K_BOOT_INITRD: {
+                char **dst = k == K_BOOT_KERNEL ? &c->boot_kernel : &c->boot_initrd;
+                if (!*v || strlen(v) > TEXT_MAX || !printable(v) || strpbrk(v, " \"'"))
+                        return bad(key, v, "want a URL or a file name in boot_dir, without spaces or quotes");
+                return set_str(dst, v);
+        }
+        case K_BOOT_CMDLINE:
+                if (!*v)
+                        return set_str(&c->boot_cmdline, NULL);
+                if (strlen(v) > TEXT_MAX || !printable(v))
+                        return bad(key, v, "want printable kernel arguments");
+                return set_str(&c->boot_cmdline, v);
+        case K_BOOT_TIMEOUT_MS:
+                return parse_u32(key, v, 1000, 3600000, &c->boot_timeout_ms);
         case K_COUNT:
                 break;
         }
@@ -464,6 +559,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *value,
                         c->fake_set = true;
                 if ((1ull << k) & CONTAINER_KEYS)
                         c->container_set = true;
+                if ((1ull << k) & METAL_KEYS)
+                        c->metal_set |= 1ull << k;
                 return 0;
         }
         return lsc_err_set(-ENOENT, "unknown key \"%s\" in [agent]", lsc_str_show(key, shown));
@@ -471,19 +568,50 @@ int agent_config_set(struct agent_config *c, const char *key, const char *value,
 
 struct load_ctx {
         struct agent_config *c;
+        const char *machine;             /* pass 2: the [machine NAME] to read; NULL: [agent] */
+        char **names;                    /* agent_config_machines: the sections seen */
+        size_t n_names;
         char err[512];                   /* the first error: ini_parse reports its line */
 };
+
+/* "machine NAME" -> NAME, else NULL. */
+static const char *machine_of(const char *section)
+{
+        return strncmp(section, "machine ", 8) == 0 ? section + 8 : NULL;
+}
 
 static int ini_entry(void *user, const char *section, const char *name, const char *value)
 {
         struct load_ctx *x = user;
+        const char *m = machine_of(section);
         char shown[LSC_SHOW_BUF];
         int r;
 
-        if (strcmp(section, "agent") != 0) {
+        if (m && x->names) {             /* listing the machines: nothing is set */
+                for (size_t i = 0; i < x->n_names; i++)
+                        if (!strcmp(x->names[i], m))
+                                return 1;
+                char **v = realloc(x->names, (x->n_names + 2) * sizeof(*v));
+                if (!v || !(v[x->n_names] = strdup(m))) {
+                        if (v)
+                                x->names = v;
+                        snprintf(x->err, sizeof(x->err), "out of memory");
+                        return 0;
+                }
+                x->names = v;
+                x->names[++x->n_names] = NULL;
+                return 1;
+        }
+        if (x->names)
+                return 1;
+        if (m && !x->machine)
+                return 1;                /* pass 1 reads [agent] only */
+        if (x->machine && (!m || strcmp(m, x->machine) != 0))
+                return 1;                /* pass 2 reads only this machine's section */
+        if (!m && strcmp(section, "agent") != 0) {
                 if (!x->err[0])
-                        snprintf(x->err, sizeof(x->err), "unknown section [%s]: lsc-agent reads [agent]",
-                                 lsc_str_show(section, shown));
+                        snprintf(x->err, sizeof(x->err), "unknown section [%s]: lsc-agent reads [agent] "
+                                 "and [machine NAME]", lsc_str_show(section, shown));
                 return 0;
         }
         r = agent_config_set(x->c, name, value, false);
@@ -492,20 +620,142 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
         return r == 0;
 }
 
-int agent_config_load(struct agent_config *c, const char *path)
+#define CONFIG_TEXT_MAX (4u << 20)
+
+int agent_config_read(const char *path, char **ret)
 {
-        struct load_ctx x = { .c = c };
         FILE *f = fopen(path, "re");
-        int line;
+        char *text = NULL;
+        size_t len = 0, cap = 0, n;
 
         if (!f)
                 return lsc_err_set(-errno, "cannot read config file %s: %s", path, strerror(errno));
-        line = ini_parse_file(f, ini_entry, &x);
+        do {
+                if (cap - len < 4096) {
+                        char *t = cap + 65536 <= CONFIG_TEXT_MAX ? realloc(text, cap + 65536) : NULL;
+                        if (!t) {
+                                free(text);
+                                fclose(f);
+                                return lsc_err_set(-EFBIG, "config file %s: too large or out of memory", path);
+                        }
+                        text = t;
+                        cap += 65536;
+                }
+                n = fread(text + len, 1, cap - len - 1, f);
+                len += n;
+        } while (n > 0);
+        if (ferror(f)) {
+                free(text);
+                fclose(f);
+                return lsc_err_set(-EIO, "cannot read config file %s", path);
+        }
         fclose(f);
+        text[len] = '\0';
+        *ret = text;
+        return 0;
+}
+
+/* One pass over the file's text (read once: it may be a pipe); errors say NAME:LINE. */
+static int load_pass(struct load_ctx *x, const char *name, const char *text)
+{
+        int line = ini_parse_string(text, ini_entry, x);
+
         if (line < 0)
-                return lsc_err_set(-ENOMEM, "%s: out of memory", path);
+                return lsc_err_set(-ENOMEM, "%s: out of memory", name);
         if (line > 0)
-                return lsc_err_set(-EINVAL, "%s:%d: %s", path, line, x.err[0] ? x.err : "syntax error");
+                return lsc_err_set(-EINVAL, "%s:%d: %s", name, line, x->err[0] ? x->err : "syntax error");
+        return 0;
+}
+
+int agent_config_load_text(struct agent_config *c, const char *name, const char *text)
+{
+        struct load_ctx x = { .c = c };
+
+        return load_pass(&x, name, text);
+}
+
+int agent_config_load(struct agent_config *c, const char *path)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = agent_config_read(path, &text);
+
+        return r < 0 ? r : agent_config_load_text(c, path, text);
+}
+
+int agent_config_load_machine(struct agent_config *c, const char *name, const char *text, const char *machine)
+{
+        struct load_ctx x = { .c = c };
+        struct load_ctx y = { .c = c, .machine = machine };
+        int r;
+
+        if ((r = lsc_validate_name("machine name in [machine NAME]", machine)) < 0 ||
+            (r = load_pass(&x, name, text)) < 0 || (r = load_pass(&y, name, text)) < 0)
+                return r;
+        /* the section names the host, unless the command line said otherwise */
+        return agent_config_set(c, "name", machine, false);
+}
+
+int agent_config_machines(const char *name, const char *text, char ***ret)
+{
+        struct load_ctx x = { .names = calloc(1, sizeof(char *)) };
+        int r;
+
+        if (!x.names)
+                return lsc_err_set(-ENOMEM, "out of memory");
+        if ((r = load_pass(&x, name, text)) < 0) {
+                agent_config_machines_free(x.names);
+                return r;
+        }
+        *ret = x.names;
+        return (int)x.n_names;
+}
+
+void agent_config_machines_free(char **names)
+{
+        for (size_t i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
+}
+
+/* Driver metal: every key it needs is there, and the BMC's password is read now, so a
+ * bad file stops the agent at start rather than at the first binding. */
+static int metal_finish(struct agent_config *c)
+{
+        char password[LSC_IPMI_PASSWORD_MAX + 1];
+        struct drv_metal_config *m = &c->metal;
+        int r;
+
+        if (strcmp(c->driver, "metal") != 0) {
+                for (int k = 0; k < K_COUNT; k++)
+                        if (c->metal_set & (1ull << k))
+                                return lsc_err_set(-EINVAL, "%s is for driver metal, not %s", key_names[k], c->driver);
+                return 0;
+        }
+        for (int k = 0; k < K_COUNT; k++)
+                if ((METAL_NEEDED & (1ull << k)) && !(c->metal_set & (1ull << k)))
+                        return lsc_err_set(-EINVAL, "driver metal needs %s in [agent]", key_names[k]);
+        if (!c->vcpus || !c->memory_mib)
+                return lsc_err_set(-EINVAL, "driver metal needs the machine's vcpus and memory_mib in [agent]");
+        /* this box's watchdog resets this box, not the machines: off unless asked for */
+        if (!(c->from_cli & (1ull << K_WATCHDOG)) && !c->watchdog_set)
+                c->watchdog_off = true;
+        if ((r = lsc_ipmi_password_read(c->bmc_password_file, password)) < 0)
+                return r;
+        memset(m, 0, sizeof(*m));
+        r = lsc_ipmi_bmc_set(&m->bmc, "bmc_", c->bmc_address, c->bmc_port, c->bmc_user, password);
+        explicit_bzero(password, sizeof(password));
+        if (r < 0)
+                return r;
+        m->bmc.timeout_ms = c->bmc_timeout_ms;
+        m->bmc.retries = c->bmc_retries;
+        m->mac = c->mac;
+        m->boot_dir = c->boot_dir;
+        m->boot_listen = c->boot_listen;
+        m->boot_url = c->boot_url;
+        m->boot_kernel = c->boot_kernel;
+        m->boot_initrd = c->boot_initrd;
+        m->boot_cmdline = c->boot_cmdline;
+        m->boot_timeout_ms = c->boot_timeout_ms;
         return 0;
 }
 
@@ -530,6 +780,8 @@ int agent_config_finish(struct agent_config *c, bool need_manager)
         if (c->container_set && strcmp(c->driver, "container") != 0)
                 return lsc_err_set(-EINVAL, "runtime and runtime_root are for driver container, not %s",
                                    c->driver);
+        if ((r = metal_finish(c)) < 0)
+                return r;
         if (!need_manager)
                 return 0;
         if (!c->manager)
@@ -603,6 +855,7 @@ void agent_config_driver(const struct agent_config *c, struct drv_config *ret)
                 .fake_load_set = c->fake_load_set,
                 .fake_load_low = c->fake_load_low,
                 .fake_load_high = c->fake_load_high,
+                .metal = c->driver && strcmp(c->driver, "metal") == 0 ? &c->metal : NULL,
         };
 }
 

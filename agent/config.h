@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "curve.h"
 #include "driver.h"
+#include "drv_metal.h"
 #include "log.h"
 #include "validate.h"
 
@@ -46,7 +47,8 @@ struct agent_config {
                                           * the lease deadline; NULL: no fencing daemon */
         char *watchdog;                  /* the watchdog device; NULL: /dev/watchdog when it
                                           * exists ("auto", the default) */
-        bool watchdog_off;               /* "none": never arm one */
+        bool watchdog_off;               /* "none": never arm one (driver metal: the default) */
+        bool watchdog_set;               /* the watchdog key was given */
         uint32_t watchdog_timeout_s;     /* default 5; must be shorter than the lease */
         enum lsc_log_level log_level;
         /* fake driver faults, in force from the start */
@@ -60,12 +62,23 @@ struct agent_config {
          * a sent message is sent twice (duplicate), followed by the one sent before it
          * (replay), or held back chaos_delay_ms (delay), each with its probability in % */
         uint32_t chaos_duplicate_pct, chaos_replay_pct, chaos_delay_pct, chaos_delay_ms;
+        /* driver metal: the machine's BMC, its boot NIC and its network boot */
+        char *bmc_address, *bmc_user, *bmc_password_file;
+        uint32_t bmc_port;               /* default 623 */
+        uint32_t bmc_timeout_ms;         /* one IPMI attempt; default 5000 */
+        uint32_t bmc_retries;            /* attempts after the first; default 2 */
+        struct lsc_mac mac;
+        bool has_mac;
+        char *boot_dir, *boot_listen, *boot_url, *boot_kernel, *boot_initrd, *boot_cmdline;
+        uint32_t boot_timeout_ms;        /* 0: DRV_METAL_DEFAULT_BOOT_TIMEOUT_MS */
 
         /* filled by agent_config_finish */
         char manager_key[LSC_Z85_KEY];
         uint64_t from_cli;               /* keys set on the command line: the file keeps off */
         bool fake_set;                   /* some fake_* key was given */
         bool container_set;              /* runtime or runtime_root was given */
+        uint64_t metal_set;              /* the metal keys given (bits of the key table) */
+        struct drv_metal_config metal;   /* driver metal: the checked settings, password read */
 };
 
 /* Defaults for everything. */
@@ -78,6 +91,19 @@ void agent_config_free(struct agent_config *c);
 int agent_config_set(struct agent_config *c, const char *key, const char *value, bool from_cli);
 /* Reads the [agent] section of path; the detail says "PATH:LINE: ...". */
 int agent_config_load(struct agent_config *c, const char *path);
+/* The config file's text, read once (it may be a pipe: --config <(...)); *ret is
+ * malloc'd. At most 4 MiB. */
+int agent_config_read(const char *path, char **ret);
+/* agent_config_load on text read already; name (the path) is for messages. */
+int agent_config_load_text(struct agent_config *c, const char *name, const char *text);
+/* A metal pool: the [agent] section, then [machine NAME]'s keys over it (the machine's
+ * win, the command line's win over both); name becomes NAME unless the command line
+ * gave one. Every machine is its own lsc host: its own state dir, keypair, session. */
+int agent_config_load_machine(struct agent_config *c, const char *name, const char *text, const char *machine);
+/* The NAMEs of the text's [machine NAME] sections, in order, NULL-terminated (free
+ * with agent_config_machines_free): their count, 0 when there are none, or -errno. */
+int agent_config_machines(const char *name, const char *text, char ***ret);
+void agent_config_machines_free(char **names);
 /* Checks what must be there (name; manager and its key unless need_manager is false),
  * fills the defaults that depend on others (state_dir), and reads the manager's key. */
 int agent_config_finish(struct agent_config *c, bool need_manager);

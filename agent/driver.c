@@ -15,11 +15,11 @@ const char *const drv_state_names[DRV_STATE_COUNT] = {
         [DRV_STATE_CRASHED] = "crashed",
 };
 
-/* "metal" joins when its backend exists; until then it is unknown. */
 static const struct drv_ops *const drivers[] = {
         &drv_libvirt_ops,
         &drv_container_ops,
         &drv_fake_ops,
+        &drv_metal_ops,
 };
 
 const struct drv_ops *drv_lookup(const char *name)
@@ -39,7 +39,7 @@ int drv_open(const char *name, const struct drv_config *cfg, struct drv **ret)
         char buf[LSC_SHOW_BUF];
 
         if (!ops)
-                return lsc_err_set(-ENOENT, "unknown driver \"%s\": use libvirt, container or fake",
+                return lsc_err_set(-ENOENT, "unknown driver \"%s\": use libvirt, container, fake or metal",
                                    lsc_str_show(name ? name : "", buf));
         if (!ops->open)
                 return lsc_err_set(-EOPNOTSUPP, "driver %s cannot be opened", ops->name);

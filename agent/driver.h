@@ -1,5 +1,5 @@
-/* The driver layer: one const vtable per backend ("libvirt", "container", "fake";
- * "metal" later), looked up by name. Only drv_*.c touch a hypervisor. Every call blocks:
+/* The driver layer: one const vtable per backend ("libvirt", "container", "fake",
+ * "metal"), looked up by name. Only drv_*.c touch a hypervisor. Every call blocks:
  * the agent runs them on worker threads, never on the loop thread. */
 #pragma once
 #include <stdbool.h>
@@ -12,6 +12,8 @@
 
 /* How the driver is set up; borrowed by open() (strings are copied). A zero or NULL
  * field takes the default shown. */
+struct drv_metal_config;
+
 struct drv_config {
         const char *uri;                 /* libvirt: "test:///default" (in-process test
                                           * hypervisor); "qemu:///system" for real VMs */
@@ -52,6 +54,8 @@ struct drv_config {
          * constant. Both 0 and !fake_load_set: one vCPU busy per instance. */
         bool fake_load_set;
         double fake_load_low, fake_load_high;    /* 0..1 */
+        /* Metal only: the machine, its BMC and its network boot (drv_metal.h). */
+        const struct drv_metal_config *metal;
 };
 
 /* One binding of an identity: what instantiate() builds. Pointers are borrowed for
@@ -154,6 +158,7 @@ struct drv_ops {
 extern const struct drv_ops drv_libvirt_ops;
 extern const struct drv_ops drv_container_ops;
 extern const struct drv_ops drv_fake_ops;
+extern const struct drv_ops drv_metal_ops;
 
 /* The table for name, or NULL for an unknown (or not yet built) backend. */
 const struct drv_ops *drv_lookup(const char *name);

@@ -44,6 +44,10 @@ void cli_host_help(FILE *f)
 "        Take placements again.\n"
 "  remove NAME|UUID\n"
 "        Forget a host nothing is bound to whose agent is stopped (its events stay).\n"
+"  confirm-off NAME\n"
+"        A lost metal host whose BMC does not answer: you checked by hand that the\n"
+"        machine is off (power cord, console). Its servers waiting in fencing are\n"
+"        bound again elsewhere. Recorded as the event host.confirm-off with your name.\n"
 "\n", f);
         cli_help_common(f);
 }
@@ -92,6 +96,9 @@ static int host_call(const struct cli_opts *o, Lsc__Request__OpCase op, const ch
                 break;
         case LSC__REQUEST__OP_HOST_REMOVE:
                 req.host_remove = &ref;
+                break;
+        case LSC__REQUEST__OP_HOST_CONFIRM_OFF:
+                req.host_confirm_off = &ref;
                 break;
         default:
                 req.host_get = &ref;
@@ -204,7 +211,9 @@ static int host_admin(struct cli_opts *o, int argc, char **argv, const char *ver
                 return r;
         if (!o->json) {
                 printf("%s: %s\n", reply->hosts[0]->name,
-                       op == LSC__REQUEST__OP_HOST_REMOVE ? "removed" : reply->hosts[0]->admin);
+                       op == LSC__REQUEST__OP_HOST_REMOVE        ? "removed"
+                       : op == LSC__REQUEST__OP_HOST_CONFIRM_OFF ? "confirmed off; its servers in fencing are released"
+                                                                 : reply->hosts[0]->admin);
                 return 0;
         }
         return cli_print_host(o, reply->hosts[0]);
@@ -220,6 +229,11 @@ static int host_remove(struct cli_opts *o, int argc, char **argv)
         return host_admin(o, argc, argv, "remove", LSC__REQUEST__OP_HOST_REMOVE);
 }
 
+static int host_confirm_off(struct cli_opts *o, int argc, char **argv)
+{
+        return host_admin(o, argc, argv, "confirm-off", LSC__REQUEST__OP_HOST_CONFIRM_OFF);
+}
+
 int cli_host(struct cli_opts *o, int argc, char **argv)
 {
         static const struct cli_verb verbs[] = {
@@ -228,6 +242,7 @@ int cli_host(struct cli_opts *o, int argc, char **argv)
                 { "drain", host_drain },
                 { "undrain", host_undrain },
                 { "remove", host_remove },
+                { "confirm-off", host_confirm_off },
         };
 
         return cli_dispatch(o, TOPIC, verbs, ARRAY_SIZE(verbs), argc, argv);

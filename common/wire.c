@@ -143,7 +143,9 @@ int lsc_wire_recv(void *sock, bool routed, struct lsc_route *ret_route, Lsc__Env
         }
         if (ret_route) {
                 const char *peer = zmq_msg_gets(&part, "User-Id");
+                const char *addr = zmq_msg_gets(&part, "Peer-Address");
                 snprintf(ret_route->peer, sizeof(ret_route->peer), "%s", peer ? peer : "");
+                snprintf(ret_route->address, sizeof(ret_route->address), "%s", addr ? addr : "");
         }
         r = lsc_wire_decode(zmq_msg_data(&part), zmq_msg_size(&part), ret_env);
         zmq_msg_close(&part);

@@ -18,6 +18,9 @@ struct lsc_route {
         /* Who the ZAP handler authenticated the connection as (its User-Id, e.g. the
          * host a CURVE key is enrolled for); "" on unauthenticated sockets. */
         char peer[LSC_WIRE_PEER_MAX];
+        /* libzmq's Peer-Address: on ipc:// "HOST:UID:GID:PID" from the kernel
+         * (SO_PEERCRED), so the CLI's user is known without trusting its word. */
+        char address[LSC_WIRE_PEER_MAX];
 };
 
 /* Envelope bytes -> message. -EMSGSIZE when too large, -EBADMSG when it does not

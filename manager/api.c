@@ -1,5 +1,6 @@
 /* CLI requests: checked on arrival (bad input is refused even while the database is
  * away, and costs no transaction), run by the store thread, answered when they come back. */
+#define _GNU_SOURCE             /* asprintf */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -129,6 +130,22 @@ static void plan_request(struct loop *l, const struct lsc_route *route, uint64_t
         l->inflight++;
 }
 
+/* Who asked: what the CLI says (cli:USER@HOST), and on ipc:// the uid the kernel
+ * vouches for (SO_PEERCRED, in libzmq's Peer-Address "HOST:UID:GID:PID"). */
+static char *actor_of(const Lsc__Envelope *e, const struct lsc_route *route)
+{
+        const char *said = e->sender && e->sender[0] ? e->sender : "cli:unknown";
+        const char *p = strchr(route->address, ':');
+        unsigned long uid;
+        char *end, *s;
+
+        if (!p || !p[1] || (uid = strtoul(p + 1, &end, 10), *end != ':'))
+                return strdup(said);
+        if (asprintf(&s, "%s uid=%lu", said, uid) < 0)
+                return NULL;
+        return s;
+}
+
 /* Requests lscd makes of its own store: a CLI may not send them. */
 static bool internal_op(Lsc__Request__OpCase op)
 {
@@ -182,6 +199,24 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
                         return;
                 }
         }
+        if (e->request->op_case == LSC__REQUEST__OP_HOST_CONFIRM_OFF) {
+                /* only for a lost host whose servers wait for their BMC: else it changes nothing */
+                const char *ref = e->request->host_confirm_off->ref;
+                const struct liveness_host *h = liveness_find(&l->liveness, ref);
+                char msg[300];
+                if (h && h->state != LIVENESS_LOST) {
+                        snprintf(msg, sizeof(msg), "host %s is %s: its agent still answers, nothing to confirm",
+                                 h->name, liveness_state_names[h->state]);
+                        lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_CONFLICT, msg);
+                        return;
+                }
+                if (reconcile_fencing_on(l, ref) == 0) {
+                        snprintf(msg, sizeof(msg), "no server waits in fencing on host %s (name the host by its name)",
+                                 ref);
+                        lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_CONFLICT, msg);
+                        return;
+                }
+        }
         if (l->inflight >= l->cfg.max_inflight) {
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_UNAVAILABLE,
                                     "lscd is busy: too many requests waiting for the database");
@@ -202,7 +237,7 @@ void api_request(struct loop *l, const struct lsc_route *route, Lsc__Envelope *e
         job->request = e->request;      /* detach: the job owns it now */
         e->request = NULL;
         e->body_case = LSC__ENVELOPE__BODY__NOT_SET;
-        job->actor = strdup(e->sender && e->sender[0] ? e->sender : "cli:unknown");
+        job->actor = actor_of(e, route);
         job->user = ctx;
         if ((r = store_submit(l->store, job)) < 0) {
                 lsc_wire_send_error(l->cli, route, seq, LSC__STATUS__ERR_INTERNAL, lsc_err_msg(r));
@@ -331,6 +366,9 @@ void api_complete(struct loop *l, struct store_job *job)
             (job->request->op_case == LSC__REQUEST__OP_HOST_DRAIN ||
              job->request->op_case == LSC__REQUEST__OP_HOST_UNDRAIN))
                 reconcile_observe_hosts(l, job->reply->hosts, job->reply->n_hosts);   /* admin changed */
+        if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
+            job->request->op_case == LSC__REQUEST__OP_HOST_CONFIRM_OFF && job->reply->n_hosts == 1)
+                reconcile_confirmed_off(l, job->reply->hosts[0]->name, job->actor ? job->actor : "?");
         if (job->reply && job->reply->status == LSC__STATUS__OK && job->request &&
             (job->request->op_case == LSC__REQUEST__OP_SERVER_CREATE ||
              job->request->op_case == LSC__REQUEST__OP_SERVER_EDIT ||

@@ -29,6 +29,9 @@ int dhcp_hosts_write(const char *path, Lsc__Server *const *v, size_t n)
                 const Lsc__ServerSpec *sp = v[i]->spec;
                 if (!sp || sp->n_ips == 0)
                         continue;
+                /* metal: the machine's own MAC, written by its agent (docs/drivers.md) */
+                if (sp->kind && strcmp(sp->kind, "metal") == 0)
+                        continue;
                 /* NIC k gets IP k; NICs beyond the IPs share the first */
                 for (size_t k = 0; k < sp->n_macs; k++)
                         fprintf(f, "%s,%s,%s\n", sp->macs[k], sp->ips[k < sp->n_ips ? k : 0],

@@ -148,6 +148,8 @@ int loop_init(struct loop *l, const struct loop_config *cfg)
         if ((r = reconcile_init(&l->reconcile, &l->liveness, l->cfg.seed)) < 0)
                 return lsc_err_set(r, "out of memory");
         l->reconcile.dhcp_hosts = l->cfg.dhcp_hosts_file;
+        if ((r = fence_new(l->cfg.fence, &l->fence)) < 0)
+                return r;
         if (l->cfg.agent_endpoint && (r = agent_socket_setup(l)) < 0)
                 return r;
         return store_new(l->zctx, &l->cfg.store, &l->store);
@@ -383,10 +385,15 @@ int loop_run(struct loop *l)
                         { .fd = l->sigfd, .events = ZMQ_POLLIN },
                         { .socket = l->agents, .events = ZMQ_POLLIN },
                         { .socket = l->auth.zap, .events = ZMQ_POLLIN },
+                        { .fd = fence_fd(l->fence), .events = ZMQ_POLLIN },
                 };
                 int64_t now = lsc_now_us();
                 long timeout = next_tick > now ? (long)((next_tick - now) / 1000) + 1 : 0;
-                int n = zmq_poll(items, l->agents ? 5 : 3, timeout);
+                int n;
+
+                if (!l->agents)         /* the fence's fd in the slot the agents' socket leaves */
+                        items[3] = items[5];
+                n = zmq_poll(items, l->agents ? 6 : 4, timeout);
 
                 if (n < 0) {
                         if (errno == EINTR)
@@ -406,6 +413,8 @@ int loop_run(struct loop *l)
                 }
                 if (items[0].revents & ZMQ_POLLIN)
                         cli_readable(l);
+                if (items[l->agents ? 5 : 3].revents & ZMQ_POLLIN)
+                        reconcile_fence_results(l);
                 if (l->agents && (items[4].revents & ZMQ_POLLIN))
                         auth_handle(&l->auth);
                 if (l->agents && (items[3].revents & ZMQ_POLLIN))
@@ -438,6 +447,7 @@ int loop_run(struct loop *l)
 
 void loop_fini(struct loop *l)
 {
+        fence_destroy(&l->fence);
         store_destroy(&l->store);
         /* a socket file left behind would make the CLI wait for its whole timeout
          * instead of saying at once that no lscd runs */

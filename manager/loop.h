@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "auth.h"
+#include "fence.h"
 #include "liveness.h"
 #include "load.h"
 #include "reconcile.h"
@@ -30,6 +31,7 @@ struct loop_config {
                                           * no other host fits) */
         bool mayfly_aware;               /* die-off-aware placement (sched.h): measured load
                                           * and the calendar of deaths; off: reservations only */
+        const struct fence_config *fence; /* metal hosts' BMCs ([bmc HOST]); NULL: none */
 };
 
 struct loop {
@@ -44,6 +46,7 @@ struct loop {
         struct load load;                /* identities' measured load (hosts': in liveness) */
         int64_t load_expire_us;          /* next sweep of identities silent for a day */
         struct reconcile reconcile;
+        struct fence *fence;             /* the BMC fence worker (metal) */
         int64_t started_us;
         int sigfd;
         int inflight;                    /* jobs handed to the store, not yet back */

@@ -10,6 +10,7 @@
 #include "curve.h"
 #include "err.h"
 #include "log.h"
+#include "fence.h"
 #include "loop.h"
 #include "util.h"
 #include "validate.h"
@@ -33,6 +34,7 @@ struct opts {
         uint64_t seed;
         bool has_seed, has_grace;
         uint64_t bind_batch;             /* bench-bind: --bind-batch */
+        struct fence_config fence;       /* [bmc HOST] sections */
         struct mayfly_opts {             /* config file only; see docs/mayflies-operations.md */
                 uint64_t jitter_pct, renew_max, turnover_max_pct, group_max, shutdown_timeout_ms,
                          postpone_s, in_place, aware;
@@ -92,7 +94,9 @@ static void usage(FILE *f)
 "                       turnover_max_pct (10), mayfly_group_max (1),\n"
 "                       mayfly_shutdown_timeout_ms (30000), mayfly_postpone_s (30),\n"
 "                       mayfly_in_place (1), mayfly_aware (1: die-off-aware placement);\n"
-"                       command-line options win\n"
+"                       command-line options win. One [bmc HOST] section per metal\n"
+"                       machine for the fence worker: address, port (623), user,\n"
+"                       password_file (0600), timeout_ms (5000), retries (2)\n"
 "  --help, --version\n"
 "\n"
 "lscd applies pending schema migrations at start and refuses a database whose schema\n"
@@ -114,6 +118,12 @@ static int config_entry(void *user, const char *section, const char *name, const
 {
         struct opts *o = user;
 
+        if (strncmp(section, "bmc ", 4) == 0) {
+                int r = fence_config_set(&o->fence, section + 4, name, value);
+                if (r < 0)
+                        fprintf(stderr, "lscd: %s\n", lsc_err_msg(r));
+                return r == 0;
+        }
         if (strcmp(section, "manager") != 0) {
                 fprintf(stderr, "lscd: unknown config section [%s]\n", section);
                 return 0;
@@ -188,6 +198,7 @@ static void opts_free(struct opts *o)
         free(o->curve_key);
         free(o->authorized_keys);
         free(o->dhcp_hosts);
+        fence_config_free(&o->fence);
 }
 
 int main(int argc, char **argv)
@@ -335,6 +346,11 @@ int main(int argc, char **argv)
         cfg.seed = o.has_seed ? o.seed : (uint64_t)lsc_wall_us();
         cfg.dhcp_hosts_file = o.dhcp_hosts;
         cfg.bind_batch = (int)o.bind_batch;     /* bench-bind; 0: the default */
+        if (fence_config_finish(&o.fence) < 0) {
+                fprintf(stderr, "lscd: %s: %s\n", o.config ? o.config : "config", lsc_err_msg(-EINVAL));
+                goto out;
+        }
+        cfg.fence = &o.fence;
         cfg.store.mayfly_jitter_pct = (uint32_t)o.mayfly.jitter_pct;
         cfg.store.mayfly_renew_max = (uint32_t)o.mayfly.renew_max;
         cfg.turnover_max_pct = (uint32_t)o.mayfly.turnover_max_pct;

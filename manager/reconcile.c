@@ -10,6 +10,7 @@
 #include "api.h"
 #include "dhcp.h"
 #include "err.h"
+#include "fence.h"
 #include "liveness.h"
 #include "load.h"
 #include "log.h"
@@ -1351,6 +1352,8 @@ static bool host_fenced(const struct loop *l, const struct liveness_host *h, int
         return h->state == LIVENESS_LOST && now - since > l->liveness.lease_ttl_us + l->liveness.grace_us;
 }
 
+static bool metal_fence(struct loop *l, struct reconcile_server *s, int64_t now);
+
 /* A server whose host was lost: first lost (the event says so), then, its lease being
  * over, back to pending to be bound elsewhere with generation + 1 (or defined, or
  * gone, when that is what was wanted). Metal waits for its BMC instead (fencing). */
@@ -1368,7 +1371,9 @@ static bool relocate(struct loop *l, struct reconcile_server *s, int64_t now)
                 transition(l, s, FROM("binding", "running", "stopping"), "lost", "server.lost", reason, false, false);
                 return true;
         }
-        if (s->state != RECONCILE_LOST || s->kind == LSC_KIND_METAL)
+        if (s->kind == LSC_KIND_METAL && (s->state == RECONCILE_LOST || s->state == RECONCILE_FENCING))
+                return metal_fence(l, s, now);   /* the BMC first: see "metal fencing" below */
+        if (s->state != RECONCILE_LOST)
                 return false;
         snprintf(reason, sizeof(reason), "the lease of host %s ran out: %s", h ? h->name : "?",
                  s->desired == RECONCILE_WANT_RUNNING ? "placing it again" : "it no longer runs");
@@ -1934,4 +1939,107 @@ int reconcile_plan_turnover(struct loop *l, uint32_t hours, Lsc__Reply *reply)
                 log_info("plan turnover: %zu deaths and %zu hosts' loads left out of the reply (its size is "
                          "bounded)", omitted, (size_t)(nh - nload));
         return 0;
+
+/* ---- metal fencing ------------------------------------------------------------
+ * A metal identity's machine may still run whatever its lost agent cannot stop, and
+ * nothing on it reaches the BMC: lscd's fence worker (fence.c) powers the machine off
+ * and reads the power back. lost -> fencing (the power-off is asked for) -> pending
+ * (or defined, or deleted) once the BMC confirms off, or once an operator who checked
+ * the machine by hand says so with `lsc host confirm-off HOST` (an audited event). */
+
+/* Out of fencing: the machine is off, so the identity may be bound again. */
+static void fenced_off(struct loop *l, struct reconcile_server *s, const char *reason)
+{
+        view_unapply(&l->reconcile, s);
+        if (s->desired == RECONCILE_WANT_RUNNING)
+                transition(l, s, FROM("fencing"), "pending", "server.fenced", reason, true, false);
+        else if (s->desired == RECONCILE_WANT_DELETED)
+                transition(l, s, FROM("fencing"), "deleted", "server.fenced", reason, true, false);
+        else
+                transition(l, s, FROM("fencing"), "defined", "server.fenced", reason, true, false);
+}
+
+static bool metal_fence(struct loop *l, struct reconcile_server *s, int64_t now)
+{
+        struct liveness_host *h = s->bound;
+        char reason[512];
+
+        if (!h)
+                return false;
+        if (s->state == RECONCILE_LOST) {
+                if (fence_knows(l->fence, h->name))
+                        snprintf(reason, sizeof(reason), "host %s lost: powering it off through its BMC", h->name);
+                else
+                        snprintf(reason, sizeof(reason), "host %s lost and lscd knows no BMC for it ([bmc %s] "
+                                 "in its config): check the machine is off, then lsc host confirm-off %s",
+                                 h->name, h->name, h->name);
+                log_warn("server %s: %s", s->uuid, reason);
+                transition(l, s, FROM("lost"), "fencing", "server.fencing", reason, false, false);
+                return true;
+        }
+        /* fencing: (again) ask for the power-off; the worker keeps one per host and
+         * tries a failed one again only FENCE_RETRY_US later */
+        fence_request(l->fence, h->name, now);
+        return false;
+}
+
+void reconcile_fence_results(struct loop *l)
+{
+        struct reconcile *rc = &l->reconcile;
+        struct fence_result res[16];
+        size_t n;
+        char reason[512];
+
+        while ((n = fence_results(l->fence, res, ARRAY_SIZE(res))) > 0) {
+                for (size_t i = 0; i < n; i++) {
+                        if (res[i].error < 0) {
+                                log_warn("host %s: fencing failed after %lld ms: %s (trying again; or check the "
+                                         "machine and run lsc host confirm-off %s)", res[i].host,
+                                         (long long)(res[i].took_us / 1000), res[i].detail, res[i].host);
+                                continue;
+                        }
+                        log_info("host %s: its BMC confirmed power off in %lld ms", res[i].host,
+                                 (long long)(res[i].took_us / 1000));
+                        snprintf(reason, sizeof(reason), "the BMC of host %.63s confirmed power off", res[i].host);
+                        for (size_t k = 0; k < rc->n_servers; k++) {
+                                struct reconcile_server *s = rc->servers[k];
+                                if (s->state == RECONCILE_FENCING && !s->busy && s->bound &&
+                                    !strcmp(s->bound->name, res[i].host))
+                                        fenced_off(l, s, reason);
+                        }
+                }
+        }
+}
+
+size_t reconcile_fencing_on(const struct loop *l, const char *host)
+{
+        const struct reconcile *rc = &l->reconcile;
+        size_t n = 0;
+
+        for (size_t k = 0; k < rc->n_servers; k++) {
+                const struct reconcile_server *s = rc->servers[k];
+                if (s->state == RECONCILE_FENCING && s->bound && !strcmp(s->bound->name, host))
+                        n++;
+        }
+        return n;
+}
+
+void reconcile_confirmed_off(struct loop *l, const char *host, const char *actor)
+{
+        struct reconcile *rc = &l->reconcile;
+        char reason[512];
+
+        snprintf(reason, sizeof(reason), "%.200s confirmed host %.63s off by hand (lsc host confirm-off)", actor, host);
+        for (size_t k = 0; k < rc->n_servers; k++) {
+                struct reconcile_server *s = rc->servers[k];
+                if (s->state != RECONCILE_FENCING || !s->bound || strcmp(s->bound->name, host) != 0)
+                        continue;
+                if (s->busy) {   /* its entry into fencing is still at the store */
+                        log_warn("server %s on host %s: a change is in flight, not released: run lsc host "
+                                 "confirm-off %s again", s->uuid, host, host);
+                        continue;
+                }
+                log_warn("server %s: %s", s->uuid, reason);
+                fenced_off(l, s, reason);
+        }
 }

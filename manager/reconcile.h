@@ -160,3 +160,11 @@ int reconcile_plan_turnover(struct loop *l, uint32_t hours, Lsc__Reply *reply);
 void reconcile_observe_hosts(struct loop *l, Lsc__Host *const *v, size_t n);
 /* Liveness or health of h changed: keep the view's filters current. */
 void reconcile_host_state(struct loop *l, struct liveness_host *h);
+/* Metal fencing: the fence worker's results (its fd was readable): a confirmed
+ * power-off releases the host's servers in fencing. */
+void reconcile_fence_results(struct loop *l);
+/* How many servers wait in fencing on host. */
+size_t reconcile_fencing_on(const struct loop *l, const char *host);
+/* An operator confirmed host off by hand (the store recorded the event): its servers in
+ * fencing may be bound again. */
+void reconcile_confirmed_off(struct loop *l, const char *host, const char *actor);

@@ -680,7 +680,8 @@ static uint32_t check(const struct sched_view *v, const struct ctx *c, uint32_t 
                 if (rq->policy == SCHED_POLICY_ANTI_AFFINITY && n >= c->max_per_host)
                         FAIL(SCHED_R_ANTI_AFFINITY);
         }
-        if (rq->need.vcpus > free_of(h->alloc.vcpus, h->used.vcpus))
+        /* a machine holds one identity whatever its size: a bound one takes all of it */
+        if (rq->need.vcpus > free_of(h->alloc.vcpus, h->used.vcpus) || (h->kind == LSC_KIND_METAL && h->used.vcpus))
                 FAIL(SCHED_R_VCPUS);
         if (rq->need.memory_mib > free_of(h->alloc.memory_mib, h->used.memory_mib))
                 FAIL(SCHED_R_MEMORY);

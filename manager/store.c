@@ -1530,6 +1530,8 @@ static int check_ref_op(struct op *o)
                 return check_ref(o->req->host_get ? o->req->host_get->ref : NULL, "host");
         case LSC__REQUEST__OP_HOST_DRAIN:
                 return check_ref(o->req->host_drain ? o->req->host_drain->ref : NULL, "host");
+        case LSC__REQUEST__OP_HOST_CONFIRM_OFF:
+                return check_ref(o->req->host_confirm_off ? o->req->host_confirm_off->ref : NULL, "host");
         case LSC__REQUEST__OP_HOST_UNDRAIN:
                 return check_ref(o->req->host_undrain ? o->req->host_undrain->ref : NULL, "host");
         case LSC__REQUEST__OP_HOST_REMOVE:
@@ -3160,6 +3162,26 @@ static int op_host_undrain(struct op *o)
         return reply_host_named(o, PQgetvalue(h, 0, 1));
 }
 
+/* confirm-off: the audited record that an operator checked a lost metal host is off;
+ * lscd's loop checked that servers wait in fencing there, and releases them once this
+ * committed (reconcile_confirmed_off). */
+static int op_host_confirm_off(struct op *o)
+{
+        _cleanup_pgres_ PGresult *h = NULL;
+        int r;
+
+        char detail[LSC_NAME_MAX + 64];
+
+        if ((r = host_lock(o, o->req->host_confirm_off->ref, &h)) < 0)
+                return r;
+        /* the host's name is a DNS label (checked at registration): safe inside JSON */
+        snprintf(detail, sizeof(detail), "{\"host\": \"%s\"}", PQgetvalue(h, 0, 1));
+        if ((r = Q(o->c, ST_EVENT_HOST, NULL, o->actor, "host.confirm-off", PQgetvalue(h, 0, 1), o->request_id,
+                   detail)) < 0)
+                return r;
+        return reply_host_named(o, PQgetvalue(h, 0, 1));
+}
+
 /* remove: only a host nothing is bound to; its events stay (they name it by text). */
 static int op_host_remove(struct op *o)
 {
@@ -3240,6 +3262,7 @@ static const struct op_def op_defs[] = {
         { LSC__REQUEST__OP_HOST_LIST, check_list, op_host_list, NULL, false },
         { LSC__REQUEST__OP_HOST_DRAIN, check_ref_op, op_host_drain, NULL, true },
         { LSC__REQUEST__OP_HOST_UNDRAIN, check_ref_op, op_host_undrain, NULL, true },
+        { LSC__REQUEST__OP_HOST_CONFIRM_OFF, check_ref_op, op_host_confirm_off, NULL, true },
         { LSC__REQUEST__OP_HOST_REMOVE, check_ref_op, op_host_remove, NULL, true },
         /* placement groups */
         { LSC__REQUEST__OP_GROUP_CREATE, check_group_create, op_group_create, NULL, true },

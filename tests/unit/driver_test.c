@@ -182,7 +182,11 @@ static void lookup_knows_libvirt_container_and_fake_only(void **state)
         assert_ptr_equal(drv_lookup("libvirt"), &drv_libvirt_ops);
         assert_ptr_equal(drv_lookup("container"), &drv_container_ops);
         assert_ptr_equal(drv_lookup("fake"), &drv_fake_ops);
-        assert_null(drv_lookup("metal"));
+        assert_ptr_equal(drv_lookup("metal"), &drv_metal_ops);
+        /* metal without its machine's settings is refused, naming what it needs */
+        assert_int_equal(drv_open("metal", NULL, &d), -EINVAL);
+        assert_err_mentions(-EINVAL, "bmc_address");
+        assert_null(d);
         assert_null(drv_lookup(""));
         assert_null(drv_lookup(NULL));
         assert_int_equal(drv_open("metal", NULL, &d), -ENOENT);
