@@ -1939,6 +1939,7 @@ int reconcile_plan_turnover(struct loop *l, uint32_t hours, Lsc__Reply *reply)
                 log_info("plan turnover: %zu deaths and %zu hosts' loads left out of the reply (its size is "
                          "bounded)", omitted, (size_t)(nh - nload));
         return 0;
+}
 
 /* ---- metal fencing ------------------------------------------------------------
  * A metal identity's machine may still run whatever its lost agent cannot stop, and

@@ -39,7 +39,7 @@ bad_conf() {
 bad_conf "runtime = relative/runc" 'invalid runtime "relative/runc"'
 bad_conf "runtime_root = rel" 'invalid runtime_root "rel"'
 bad_conf "$(printf 'driver = libvirt\nruntime = crun')" "runtime and runtime_root are for driver container"
-bad_conf "driver = containr" 'invalid driver "containr": use libvirt, container or fake'
+bad_conf "driver = containr" 'invalid driver "containr": use libvirt, container, fake or metal'
 # the runtime is run when the driver opens: the agent keeps trying, unhealthy
 printf '[agent]\ndriver = container\nruntime = /nonexistent/crun\n' >"$LSC_SCRATCH/bad.conf"
 agent_start lscct-bad --config "$LSC_SCRATCH/bad.conf"
