@@ -120,7 +120,8 @@ static struct {
         struct agent agents[AGENTS_MAX];
         int n_agents;
         struct inc *incs;
-        int n_incs, cap_incs;
+        int n_incs;
+        size_t cap_incs;
         struct ival *ivals;
         size_t n_ivals, cap_ivals;
         pthread_mutex_t lock;            /* ivals: the sampler adds to them */
@@ -529,7 +530,7 @@ static int agent_start(int a)
         char exe[PATH_MAX + 16], mgr[64], key[320];
         struct inc *in;
 
-        C.incs = grow(C.incs, (size_t *)&C.cap_incs, (size_t)C.n_incs + 1, sizeof(*C.incs));
+        C.incs = grow(C.incs, &C.cap_incs, (size_t)C.n_incs + 1, sizeof(*C.incs));
         in = &C.incs[C.n_incs];
         memset(in, 0, sizeof(*in));
         in->agent = a;
@@ -1249,7 +1250,8 @@ static void cleanup(void)
                          "libvirtd_stop_started", LSC_SOURCE_DIR, C.libvirtd_started);
                 sh(script, NULL);
         }
-        if (C.dir[0] && !C.o.keep && C.violations == 0) {
+        /* kept for a look after violations, unless they were the point (--broken) */
+        if (C.dir[0] && !C.o.keep && (C.violations == 0 || C.o.no_fenced)) {
                 char cmd[400];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", C.dir);
                 if (system(cmd) != 0)
