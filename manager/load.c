@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uuid/uuid.h>
 #include "load.h"
 
 const char *const load_metric_names[LOAD_METRIC_COUNT] = {
@@ -228,37 +229,11 @@ int load_hist_forecast_m(const struct load_hist *h, int64_t wall_s, uint32_t ret
 
 /* ---- identities ---- */
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-/* The canonical "8-4-4-4-12" text to 16 bytes. */
+/* The canonical "8-4-4-4-12" text to 16 bytes (libuuid's parser, as store.c uses). */
 static int key_of(const char *uuid, uint8_t key[16])
 {
-        size_t k = 0;
-
-        if (!uuid || strlen(uuid) != 36)
+        if (!uuid || strlen(uuid) != 36 || uuid_parse(uuid, key) != 0)
                 return -EINVAL;
-        for (size_t i = 0; i < 36;) {
-                int hi, lo;
-
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (uuid[i++] != '-')
-                                return -EINVAL;
-                        continue;
-                }
-                if ((hi = hexval(uuid[i])) < 0 || (lo = hexval(uuid[i + 1])) < 0)
-                        return -EINVAL;
-                key[k++] = (uint8_t)(hi << 4 | lo);
-                i += 2;
-        }
         return 0;
 }
 
