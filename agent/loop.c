@@ -530,7 +530,8 @@ static bool health_now(struct agent_loop *l, int64_t now, char *buf, size_t len)
          * the driver lacks comes first */
         if (l->note[0])
                 snprintf(buf, len, "driver %s: %.200s", l->cfg->driver, l->note);
-        if (l->pet_fd < 0)
+        /* metal's fence is lscd's BMC worker, not a daemon on the host */
+        if (l->pet_fd < 0 && strcmp(l->cfg->driver, "metal") != 0)
                 snprintf(buf + strlen(buf), len - strlen(buf), "%sno fencing daemon (fenced_socket is not set)",
                          buf[0] ? "; " : "");
         else if (l->pet_errno)
@@ -1646,7 +1647,10 @@ int agent_loop_run(struct agent_loop *l)
         else
                 log_info("watchdog %s: armed at the first lease, timeout %u s", l->wd_path,
                          l->cfg->watchdog_timeout_s);
-        if (l->pet_fd < 0)
+        if (l->pet_fd < 0 && strcmp(l->cfg->driver, "metal") == 0)
+                log_info("metal: should this agent be lost, lscd's fence worker powers the machine off "
+                         "through its BMC before its identity is bound again");
+        else if (l->pet_fd < 0)
                 log_warn("no fenced_socket: no lsc-fenced destroys this host's instances should this agent "
                          "freeze; the agent itself destroys them %u ms before its lease ends",
                          l->cfg->destroy_budget_ms);
